@@ -1,0 +1,2384 @@
+/* evloop.h - a single-header event loop for C and C++.             version 0.1.0
+
+   evloop is a reactor in the class of libevent, libev and libuv: read and
+   write events on file descriptors, timers on a 4-ary heap, POSIX signal
+   events, priorities and cross-thread posting, over one kernel backend chosen
+   at compile time (epoll on Linux, kqueue on the BSDs and macOS, poll or
+   select elsewhere). The API mirrors libevent 2.x with an `evloop_` prefix.
+
+USAGE
+
+   In exactly one C or C++ file of your program:
+
+       #define EVLOOP_IMPLEMENTATION
+       #include "evloop.h"
+
+   Everywhere else, include "evloop.h" plainly. Link with -pthread unless you
+   define EVLOOP_NO_THREADS.
+
+EXAMPLE
+
+       static void on_tick(evloop_socket_t fd, short what, void *arg)
+       {
+           (void)fd; (void)what;
+           printf("tick %d\n", ++*(int *)arg);
+       }
+
+       int main(void)
+       {
+           int ticks = 0;
+           struct timeval second = {1, 0};
+           evloop *loop = evloop_new();
+           evloop_event *tick = evloop_event_new(loop, -1, EVLOOP_PERSIST, on_tick, &ticks);
+           evloop_event_add(tick, &second);
+           evloop_dispatch(loop);           // runs until evloop_exit or nothing is left
+           evloop_event_free(tick);
+           evloop_free(loop);
+       }
+
+OPTIONS
+
+   Define these before including the header. "every file" options must be the
+   same in every file that includes evloop.h; the others matter only in the
+   file that defines EVLOOP_IMPLEMENTATION.
+
+   EVLOOP_IMPLEMENTATION      (one file)  expand the implementation here
+   EVLOOP_STATIC              (every file) make every function static: a
+                              private copy in each implementation file
+   EVLOOP_BACKEND_EPOLL,
+   EVLOOP_BACKEND_KQUEUE,
+   EVLOOP_BACKEND_POLL,
+   EVLOOP_BACKEND_SELECT      (impl. file) force a backend; default: epoll on
+                              Linux, kqueue on FreeBSD/OpenBSD/NetBSD/DragonFly
+                              and macOS, poll elsewhere. Defining two is an error.
+   EVLOOP_MALLOC(n), EVLOOP_REALLOC(p, n), EVLOOP_FREE(p)
+                              (impl. file) allocator hooks: all three or none
+   EVLOOP_ASSERT(x)           (impl. file) internal invariant checks
+                              (default: assert from <assert.h>)
+   EVLOOP_NO_SIGNALS          (every file) leave signal events out: no global
+                              state, no signal handlers
+   EVLOOP_NO_THREADS          (every file) leave evloop_post out and build
+                              without pthread; evloop_exit and evloop_break
+                              are then not thread-safe
+   EVLOOP_NO_STDIO            (every file) leave evloop_dump_events out (no
+                              <stdio.h>)
+
+BACKENDS
+
+   epoll   Interest changes are collected and applied just before each wait,
+           only where they differ from what the kernel has, so deleting and
+           re-adding an event between two waits costs no system call. Regular
+           files cannot be watched: adding one fails with EPERM.
+   kqueue  Changes ride in the same kevent() call that waits.
+   poll    Portable; EVLOOP_ET and EVLOOP_CLOSED are not reported.
+   select  Like poll; descriptors >= FD_SETSIZE are refused with EINVAL.
+
+   On every backend the first add of a descriptor checks it right away, so a
+   closed descriptor fails with EBADF at add time. If you close a descriptor
+   and get the same number back, assign its events again (evloop_event_assign)
+   before adding them: that tells evloop the kernel object is new.
+
+   Signals and evloop_post share one internal descriptor (an eventfd on Linux,
+   a pipe elsewhere). All internal descriptors are close-on-exec.
+
+TIME
+
+   Timers run on CLOCK_MONOTONIC in nanoseconds. The loop reads the clock once
+   per round, after waiting; a timer added from a callback is measured from a
+   fresh reading taken the first time the callback adds one, so timers never
+   fire early. Timeouts beyond about 100 years are clamped.
+
+LICENSE
+
+   MIT; see the end of this file.
+*/
+
+#ifndef EVLOOP_H
+#define EVLOOP_H
+
+/* The implementation needs POSIX (sigaction, clock_gettime, pthread). Under a
+   strict -std=c99 these must be asked for before the first system header, so
+   include evloop.h first in the implementation file, or define them yourself. */
+#if defined(EVLOOP_IMPLEMENTATION) && !defined(_POSIX_C_SOURCE) && !defined(_XOPEN_SOURCE) &&      \
+    !defined(_GNU_SOURCE) && !defined(_DEFAULT_SOURCE) && !defined(_BSD_SOURCE) &&                 \
+    !defined(__APPLE__)
+#define _DEFAULT_SOURCE 1
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include <stdint.h>
+#include <sys/time.h>
+#ifndef EVLOOP_NO_STDIO
+#include <stdio.h>
+#endif
+
+#define EVLOOP_VERSION_MAJOR  0
+#define EVLOOP_VERSION_MINOR  1
+#define EVLOOP_VERSION_PATCH  0
+#define EVLOOP_VERSION_STRING "0.1.0"
+
+#ifdef EVLOOP_STATIC
+#define EVLOOP_DEF static
+#else
+#define EVLOOP_DEF extern
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*== TYPES AND FLAGS ==*/
+
+typedef int evloop_socket_t;
+typedef struct evloop evloop;
+typedef struct evloop_event evloop_event;
+typedef void (*evloop_event_cb)(evloop_socket_t fd, short what, void *arg);
+typedef int (*evloop_foreach_cb)(const evloop *loop, const evloop_event *ev, void *arg);
+
+#define EVLOOP_TIMEOUT 0x01 /* a timer expired */
+#define EVLOOP_READ    0x02 /* the descriptor is readable */
+#define EVLOOP_WRITE   0x04 /* the descriptor is writable */
+#define EVLOOP_SIGNAL  0x08 /* a signal arrived */
+#define EVLOOP_PERSIST 0x10 /* stay pending after firing */
+#define EVLOOP_ET      0x20 /* edge-triggered, where the backend has it */
+#define EVLOOP_CLOSED  0x80 /* the peer hung up, where the backend can tell */
+
+#define EVLOOP_ONCE             0x01 /* run until something fired and was handled */
+#define EVLOOP_NONBLOCK         0x02 /* do not wait: run what is ready */
+#define EVLOOP_NO_EXIT_ON_EMPTY 0x04 /* keep running when nothing is pending */
+
+/* An event. The type is complete so it can be embedded in your own structs,
+   but its fields are private: use the functions below. 64 bytes on LP64. */
+struct evloop_event {
+    evloop *loop;
+    evloop_event_cb cb;
+    void *arg;
+    evloop_event *next; /* next event on the same fd or signal */
+    int64_t timeout;    /* restart interval in ns, or a no-timeout/common-queue code */
+    evloop_socket_t fd; /* descriptor, or signal number */
+    int timer_idx;      /* slot in the timer heap or common queue, -1 if none */
+    int active_idx;     /* slot in the active queue, -1 if not active */
+    short events;       /* what the user asked for */
+    short res;          /* what fired, while active */
+    unsigned char flags;
+    unsigned char priority;
+};
+
+/*== THE LOOP ==*/
+
+EVLOOP_DEF const char *evloop_version(void); /* "0.1.0" */
+
+EVLOOP_DEF evloop *evloop_new(void); /* NULL and errno on failure */
+/* Deletes every pending event (their memory stays yours) and frees what
+   evloop_once allocated. */
+EVLOOP_DEF void evloop_free(evloop *loop);
+EVLOOP_DEF const char *evloop_backend(const evloop *loop); /* "epoll", "kqueue", "poll", "select" */
+/* 1..256 priority levels; call before adding events. EBUSY if events are pending. */
+EVLOOP_DEF int evloop_priority_init(evloop *loop, int npriorities);
+/* In a child after fork(): rebuild kernel state, keep every event. */
+EVLOOP_DEF int evloop_reinit(evloop *loop);
+
+/* 0: exited by exit/break or ONCE/NONBLOCK done; 1: nothing left; -1: error. */
+EVLOOP_DEF int evloop_run(evloop *loop, int flags);
+EVLOOP_DEF int evloop_dispatch(evloop *loop); /* evloop_run(loop, 0) */
+/* Stop after delay (NULL: once this round of callbacks is done). Thread-safe. */
+EVLOOP_DEF int evloop_exit(evloop *loop, const struct timeval *delay);
+EVLOOP_DEF int evloop_break(evloop *loop); /* stop after the running callback. Thread-safe. */
+EVLOOP_DEF int evloop_got_exit(evloop *loop);
+EVLOOP_DEF int evloop_got_break(evloop *loop);
+
+/* Wall-clock time as of the start of this round (no system call after the first). */
+EVLOOP_DEF int evloop_gettimeofday_cached(evloop *loop, struct timeval *tv);
+EVLOOP_DEF int evloop_update_cache_time(evloop *loop); /* re-read the clocks now */
+EVLOOP_DEF evloop_event *evloop_get_running_event(evloop *loop);
+
+/* A duration that evloop_event_add recognizes: events added with it share an
+   O(1) FIFO queue instead of the heap. At most 256 per loop. */
+EVLOOP_DEF const struct timeval *evloop_init_common_timeout(evloop *loop,
+                                                            const struct timeval *duration);
+/* Fire cb once (fd, timer, or both), then free the bookkeeping. */
+EVLOOP_DEF int evloop_once(evloop *loop, evloop_socket_t fd, short what, evloop_event_cb cb,
+                           void *arg, const struct timeval *timeout);
+/* Visit each pending or active event once; stop at the first non-zero return. */
+EVLOOP_DEF int evloop_foreach_event(evloop *loop, evloop_foreach_cb fn, void *arg);
+#ifndef EVLOOP_NO_STDIO
+EVLOOP_DEF void evloop_dump_events(evloop *loop, FILE *out); /* one line an event */
+#endif
+#ifndef EVLOOP_NO_THREADS
+/* Run fn(arg) on the loop's thread soon, in FIFO order. Thread-safe. */
+EVLOOP_DEF int evloop_post(evloop *loop, void (*fn)(void *arg), void *arg);
+#endif
+
+/*== EVENTS ==*/
+
+EVLOOP_DEF int evloop_event_assign(evloop_event *ev, evloop *loop, evloop_socket_t fd, short what,
+                                   evloop_event_cb cb, void *arg);
+EVLOOP_DEF evloop_event *evloop_event_new(evloop *loop, evloop_socket_t fd, short what,
+                                          evloop_event_cb cb, void *arg);
+EVLOOP_DEF void evloop_event_free(evloop_event *ev); /* deletes first if pending */
+/* Make pending; timeout NULL: none. Re-adding replaces the timeout. */
+EVLOOP_DEF int evloop_event_add(evloop_event *ev, const struct timeval *timeout);
+EVLOOP_DEF int evloop_event_del(evloop_event *ev); /* also cancels a queued callback */
+EVLOOP_DEF int evloop_event_remove_timer(evloop_event *ev);
+EVLOOP_DEF void evloop_event_active(evloop_event *ev, int res, short ncalls);
+EVLOOP_DEF int evloop_event_priority_set(evloop_event *ev, int priority);
+/* The bits of `what` that are pending or active; tv_out gets the expiry (wall clock). */
+EVLOOP_DEF int evloop_event_pending(const evloop_event *ev, short what, struct timeval *tv_out);
+EVLOOP_DEF int evloop_event_initialized(const evloop_event *ev);
+
+EVLOOP_DEF evloop_socket_t evloop_event_get_fd(const evloop_event *ev);
+EVLOOP_DEF evloop *evloop_event_get_loop(const evloop_event *ev);
+EVLOOP_DEF short evloop_event_get_events(const evloop_event *ev);
+EVLOOP_DEF evloop_event_cb evloop_event_get_callback(const evloop_event *ev);
+EVLOOP_DEF void *evloop_event_get_callback_arg(const evloop_event *ev);
+EVLOOP_DEF int evloop_event_get_priority(const evloop_event *ev);
+
+#define evloop_timer_assign(ev, loop, cb, arg) evloop_event_assign((ev), (loop), -1, 0, (cb), (arg))
+#define evloop_timer_new(loop, cb, arg)        evloop_event_new((loop), -1, 0, (cb), (arg))
+#define evloop_timer_add(ev, tv)               evloop_event_add((ev), (tv))
+#define evloop_timer_del(ev)                   evloop_event_del(ev)
+#define evloop_timer_pending(ev, tv)           evloop_event_pending((ev), EVLOOP_TIMEOUT, (tv))
+#define evloop_signal_assign(ev, loop, signum, cb, arg)                                            \
+    evloop_event_assign((ev), (loop), (signum), EVLOOP_SIGNAL | EVLOOP_PERSIST, (cb), (arg))
+#define evloop_signal_new(loop, signum, cb, arg)                                                   \
+    evloop_event_new((loop), (signum), EVLOOP_SIGNAL | EVLOOP_PERSIST, (cb), (arg))
+#define evloop_signal_add(ev, tv) evloop_event_add((ev), (tv))
+#define evloop_signal_del(ev)     evloop_event_del(ev)
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* EVLOOP_H */
+
+/* ======================================================================== */
+/*                              IMPLEMENTATION                              */
+/* ======================================================================== */
+
+#if defined(EVLOOP_IMPLEMENTATION) && !defined(EVLOOP__IMPLEMENTED)
+#define EVLOOP__IMPLEMENTED
+
+/*== CONFIGURATION ==*/
+
+#if defined(EVLOOP_MALLOC) && defined(EVLOOP_REALLOC) && defined(EVLOOP_FREE)
+/* all three hooks given */
+#elif !defined(EVLOOP_MALLOC) && !defined(EVLOOP_REALLOC) && !defined(EVLOOP_FREE)
+#include <stdlib.h>
+#define EVLOOP_MALLOC(n)     malloc(n)
+#define EVLOOP_REALLOC(p, n) realloc((p), (n))
+#define EVLOOP_FREE(p)       free(p)
+#else
+#error "evloop: define all of EVLOOP_MALLOC, EVLOOP_REALLOC and EVLOOP_FREE, or none"
+#endif
+
+#ifndef EVLOOP_ASSERT
+#include <assert.h>
+#define EVLOOP_ASSERT(x) assert(x)
+#endif
+
+#if !defined(EVLOOP_BACKEND_EPOLL) && !defined(EVLOOP_BACKEND_KQUEUE) &&                           \
+    !defined(EVLOOP_BACKEND_POLL) && !defined(EVLOOP_BACKEND_SELECT)
+#if defined(__linux__)
+#define EVLOOP_BACKEND_EPOLL
+#elif defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || defined(__NetBSD__) || \
+    defined(__DragonFly__)
+#define EVLOOP_BACKEND_KQUEUE
+#else
+#define EVLOOP_BACKEND_POLL
+#endif
+#endif
+
+#if (defined(EVLOOP_BACKEND_EPOLL) + defined(EVLOOP_BACKEND_KQUEUE) +                              \
+     defined(EVLOOP_BACKEND_POLL) + defined(EVLOOP_BACKEND_SELECT)) != 1
+#error "evloop: define at most one EVLOOP_BACKEND_*"
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#ifndef EVLOOP_NO_SIGNALS
+#include <signal.h>
+#endif
+#ifndef EVLOOP_NO_THREADS
+#include <pthread.h>
+#endif
+#ifndef EVLOOP_NO_SIGNALS
+#if defined(NSIG)
+#define EVLOOP__NSIG NSIG
+#elif defined(_NSIG)
+#define EVLOOP__NSIG _NSIG
+#else
+#define EVLOOP__NSIG 65
+#endif
+#endif
+#if defined(__linux__)
+#include <sys/eventfd.h>
+#define EVLOOP__HAVE_EVENTFD 1
+#endif
+
+/* Helpers only some backends use, and a static API the program calls in
+   part, must not trip -Wunused-function. */
+#if defined(__GNUC__)
+#define EVLOOP__MAYBE_UNUSED __attribute__((unused))
+#else
+#define EVLOOP__MAYBE_UNUSED
+#endif
+
+#ifdef EVLOOP_STATIC
+#define EVLOOP__API static EVLOOP__MAYBE_UNUSED
+#else
+#define EVLOOP__API
+#endif
+
+/* Flags shared with another thread or a signal handler. The GNU builtins work
+   in C99 and C++ with both gcc and clang; elsewhere volatile has to do. */
+#if defined(__GNUC__)
+#define EVLOOP__ATOMIC_OK 1
+#endif
+
+/*== PRIVATE TYPES ==*/
+
+enum {
+    EVLOOP__F_INIT = 0x01,     /* assigned */
+    EVLOOP__F_IO = 0x02,       /* on its fd's list */
+    EVLOOP__F_SIG = 0x04,      /* on its signal's list */
+    EVLOOP__F_NEWFD = 0x08,    /* assigned since last added: make the backend look again */
+    EVLOOP__F_INTERNAL = 0x10, /* the loop's own: callback runs at once, never listed */
+    EVLOOP__F_COMMON = 0x20    /* stands in the heap for a common-timeout queue */
+};
+
+#define EVLOOP__IO_BITS     (EVLOOP_READ | EVLOOP_WRITE | EVLOOP_CLOSED)
+#define EVLOOP__FD_BITS     (EVLOOP__IO_BITS | EVLOOP_ET)
+#define EVLOOP__ALL_BITS    (EVLOOP__FD_BITS | EVLOOP_TIMEOUT | EVLOOP_SIGNAL | EVLOOP_PERSIST)
+#define EVLOOP__KMASK_STALE 0x100u /* "old" mask meaning: the kernel may not know this fd */
+#define EVLOOP__NO_TIMEOUT  (-1)   /* ev->timeout: no timer; <= -2: common queue -(code + 2) */
+#define EVLOOP__NS          INT64_C(1000000000)
+#define EVLOOP__MAX_NS      (INT64_C(100) * 366 * 86400 * EVLOOP__NS) /* ~100 years */
+#define EVLOOP__MAX_COMMON  256
+/* A common-timeout timeval carries this tag and its queue index in tv_usec,
+   above the 20 bits that hold the microseconds. */
+#define EVLOOP__COMMON_TAG  0x40000000L
+#define EVLOOP__COMMON_MASK 0x70000000L
+
+typedef struct evloop__fdinfo {
+    evloop_event *head;   /* events on this fd, in the order they were added */
+    unsigned char kmask;  /* interest the backend has now */
+    unsigned char queued; /* on the change list */
+} evloop__fdinfo;
+
+typedef struct evloop__timer {
+    int64_t at; /* deadline, cached beside the pointer so sifting stays in the array */
+    evloop_event *ev;
+} evloop__timer;
+
+/* Events sharing one duration expire in the order they were added, so a ring
+   is a sorted queue: O(1) push at the tail, pop at the head. Removal from the
+   middle leaves a hole that is skipped or compacted away. */
+typedef struct evloop__common {
+    int64_t duration;
+    struct timeval tv; /* what evloop_init_common_timeout handed out */
+    evloop__timer *ring;
+    int head, count, cap, holes;
+    evloop_event head_ev; /* sits in the heap at the first entry's deadline */
+} evloop__common;
+
+typedef struct evloop__queue {
+    evloop_event **q;
+    int n, cap;
+} evloop__queue;
+
+typedef struct evloop__once {
+    evloop_event ev;
+    evloop_event_cb cb;
+    void *arg;
+    struct evloop__once *prev, *next;
+} evloop__once;
+
+#ifndef EVLOOP_NO_THREADS
+typedef struct evloop__post {
+    void (*fn)(void *);
+    void *arg;
+} evloop__post;
+#endif
+
+/*== BACKEND STATE ==*/
+
+#if defined(EVLOOP_BACKEND_EPOLL)
+#include <sys/epoll.h>
+typedef struct evloop__backend {
+    int epfd;
+    int cap;
+    struct epoll_event *out;
+} evloop__backend;
+#elif defined(EVLOOP_BACKEND_KQUEUE)
+#include <sys/types.h>
+#include <sys/event.h>
+typedef struct evloop__backend {
+    int kq;
+    int nchanges, changes_cap, out_cap;
+    struct kevent *changes, *out;
+} evloop__backend;
+#elif defined(EVLOOP_BACKEND_POLL)
+#include <poll.h>
+typedef struct evloop__backend {
+    struct pollfd *pfds;
+    int n, cap;
+    int *slot; /* fd -> index in pfds, -1 if absent */
+    int slot_cap;
+} evloop__backend;
+#else
+#include <sys/select.h>
+typedef struct evloop__backend {
+    fd_set rd, wr;
+    int maxfd;
+} evloop__backend;
+#endif
+
+struct evloop {
+    int64_t now;  /* monotonic ns, read once per round */
+    int64_t wall; /* wall ns at `now`, valid if wall_ok */
+    evloop__fdinfo *fds;
+    int nfds;
+    int *changes;
+    int nchanges, changes_cap;
+    evloop__timer *heap;
+    int nheap, heap_cap;
+    evloop__common **commons;
+    int ncommons;
+    evloop__queue *active;
+    int npri;
+    int nactive; /* queued callbacks, all priorities */
+    int nlive;   /* user events pending or active */
+    evloop_event *running;
+    evloop__once *onces;
+    unsigned char in_run, wall_ok, time_stale, nonblock_round;
+    int got_exit, got_break; /* written from other threads: atomics */
+    int wake_rd, wake_wr;    /* wakeup descriptor(s); equal for an eventfd */
+    int wake_sent;           /* a wakeup is in flight */
+    evloop_event wake_ev, exit_ev;
+    evloop__backend be;
+#ifndef EVLOOP_NO_SIGNALS
+    evloop_event *sig_head[EVLOOP__NSIG];
+    int nsigs;
+#endif
+#ifndef EVLOOP_NO_THREADS
+    pthread_mutex_t lock; /* guards posts, owner */
+    pthread_t owner;      /* thread inside evloop_run, valid if in_run */
+    evloop__post *posts, *batch;
+    int nposts, posts_cap, nbatch, batch_pos, batch_cap;
+    int posted; /* nposts + unprocessed batch, read without the lock */
+    int64_t exit_delay;
+#endif
+};
+
+/*== SMALL HELPERS ==*/
+
+static int evloop__load(const int *p)
+{
+#ifdef EVLOOP__ATOMIC_OK
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+#else
+    return *(const volatile int *)p;
+#endif
+}
+
+static void evloop__store(int *p, int v)
+{
+#ifdef EVLOOP__ATOMIC_OK
+    __atomic_store_n(p, v, __ATOMIC_RELEASE);
+#else
+    *(volatile int *)p = v;
+#endif
+}
+
+static int evloop__exchange(int *p, int v)
+{
+#ifdef EVLOOP__ATOMIC_OK
+    return __atomic_exchange_n(p, v, __ATOMIC_ACQ_REL);
+#else
+    int old = *(volatile int *)p;
+    *(volatile int *)p = v;
+    return old;
+#endif
+}
+
+static int evloop__fail(int err)
+{
+    errno = err;
+    return -1;
+}
+
+/* Grow an array to hold at least `need` elements, doubling. Returns the new
+   block (the old one stays valid on failure, which returns NULL). */
+static void *evloop__grow(void *p, int *cap, int need, size_t elem)
+{
+    size_t n = *cap ? (size_t)*cap : 8;
+    void *np;
+    while (n < (size_t)need) n *= 2;
+    if (n > (size_t)INT_MAX || n > SIZE_MAX / elem) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    np = EVLOOP_REALLOC(p, n * elem);
+    if (!np) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    *cap = (int)n;
+    return np;
+}
+
+static int64_t evloop__clock(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * EVLOOP__NS + ts.tv_nsec;
+}
+
+static void evloop__update_time(evloop *loop)
+{
+    loop->now = evloop__clock(CLOCK_MONOTONIC);
+    loop->time_stale = 0;
+    loop->wall_ok = 0;
+}
+
+/* Timers added from a callback count from a fresh clock reading, so they
+   never fire early however long the callbacks before them took. */
+static int64_t evloop__now(evloop *loop)
+{
+    if (loop->time_stale) evloop__update_time(loop);
+    return loop->now;
+}
+
+static int evloop__tv_valid(const struct timeval *tv)
+{
+    return tv->tv_sec >= 0 && tv->tv_usec >= 0 && tv->tv_usec < 1000000;
+}
+
+static int64_t evloop__tv_to_ns(const struct timeval *tv)
+{
+    int64_t max_sec = EVLOOP__MAX_NS / EVLOOP__NS;
+    if ((int64_t)tv->tv_sec >= max_sec) return EVLOOP__MAX_NS;
+    return (int64_t)tv->tv_sec * EVLOOP__NS + (int64_t)tv->tv_usec * 1000;
+}
+
+static void evloop__ns_to_tv(int64_t ns, struct timeval *tv)
+{
+    tv->tv_sec = (time_t)(ns / EVLOOP__NS);
+    tv->tv_usec = (suseconds_t)(ns % EVLOOP__NS / 1000);
+}
+
+EVLOOP__MAYBE_UNUSED static int evloop__set_cloexec(int fd)
+{
+    int fl = fcntl(fd, F_GETFD);
+    if (fl < 0 || fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0) return -1;
+    return 0;
+}
+
+EVLOOP__MAYBE_UNUSED static int evloop__set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -1;
+    return 0;
+}
+
+/* The check every backend makes the first time it sees a descriptor. */
+EVLOOP__MAYBE_UNUSED static int evloop__fd_is_open(int fd)
+{
+    return fcntl(fd, F_GETFD) >= 0 ? 0 : -1;
+}
+
+static int evloop__is_live(const evloop_event *ev)
+{
+    return (ev->flags & (EVLOOP__F_IO | EVLOOP__F_SIG)) || ev->timer_idx >= 0 ||
+           ev->active_idx >= 0;
+}
+
+/* Keep loop->nlive, the "anything left to wait for" count, in step with an
+   event's state: call with what evloop__is_live said before the change. */
+static void evloop__relive(evloop *loop, const evloop_event *ev, int was)
+{
+    if (ev->flags & EVLOOP__F_INTERNAL) return;
+    loop->nlive += evloop__is_live(ev) - was;
+}
+
+/*== TIMER HEAP (4-ary, min at 0) ==*/
+
+static void evloop__heap_place(evloop *loop, int i, evloop__timer t)
+{
+    loop->heap[i] = t;
+    t.ev->timer_idx = i;
+}
+
+static void evloop__heap_up(evloop *loop, int i)
+{
+    evloop__timer t = loop->heap[i];
+    while (i > 0) {
+        int parent = (i - 1) / 4;
+        if (loop->heap[parent].at <= t.at) break;
+        evloop__heap_place(loop, i, loop->heap[parent]);
+        i = parent;
+    }
+    evloop__heap_place(loop, i, t);
+}
+
+static void evloop__heap_down(evloop *loop, int i)
+{
+    evloop__timer t = loop->heap[i];
+    for (;;) {
+        int first = 4 * i + 1, best = i, c, end;
+        int64_t best_at = t.at;
+        if (first >= loop->nheap) break;
+        end = first + 4 < loop->nheap ? first + 4 : loop->nheap;
+        for (c = first; c < end; c++)
+            if (loop->heap[c].at < best_at) best = c, best_at = loop->heap[c].at;
+        if (best == i) break;
+        evloop__heap_place(loop, i, loop->heap[best]);
+        i = best;
+    }
+    evloop__heap_place(loop, i, t);
+}
+
+static int evloop__heap_reserve(evloop *loop)
+{
+    void *p;
+    if (loop->nheap < loop->heap_cap) return 0;
+    p = evloop__grow(loop->heap, &loop->heap_cap, loop->nheap + 1, sizeof *loop->heap);
+    if (!p) return -1;
+    loop->heap = (evloop__timer *)p;
+    return 0;
+}
+
+/* Capacity must have been reserved. */
+static void evloop__heap_push(evloop *loop, evloop_event *ev, int64_t at)
+{
+    evloop__timer t;
+    t.at = at;
+    t.ev = ev;
+    loop->heap[loop->nheap] = t;
+    evloop__heap_up(loop, loop->nheap++);
+}
+
+static void evloop__heap_remove(evloop *loop, evloop_event *ev)
+{
+    int i = ev->timer_idx;
+    EVLOOP_ASSERT(i >= 0 && i < loop->nheap && loop->heap[i].ev == ev);
+    ev->timer_idx = -1;
+    if (i == --loop->nheap) return;
+    evloop__heap_place(loop, i, loop->heap[loop->nheap]);
+    if (i > 0 && loop->heap[(i - 1) / 4].at > loop->heap[i].at)
+        evloop__heap_up(loop, i);
+    else
+        evloop__heap_down(loop, i);
+}
+
+/* Move an entry to a new deadline in place. */
+static void evloop__heap_retime(evloop *loop, evloop_event *ev, int64_t at)
+{
+    int i = ev->timer_idx;
+    int64_t old = loop->heap[i].at;
+    loop->heap[i].at = at;
+    if (at < old)
+        evloop__heap_up(loop, i);
+    else
+        evloop__heap_down(loop, i);
+}
+
+/*== COMMON-TIMEOUT QUEUES ==*/
+
+static evloop__common *evloop__common_of(const evloop *loop, const evloop_event *ev)
+{
+    return loop->commons[-(ev->timeout + 2)];
+}
+
+static int evloop__common_code(const struct timeval *tv)
+{
+    if ((tv->tv_usec & EVLOOP__COMMON_MASK) != EVLOOP__COMMON_TAG) return -1;
+    return (int)((tv->tv_usec >> 20) & 0xff);
+}
+
+static evloop__timer *evloop__ring_at(evloop__common *c, int k)
+{
+    return &c->ring[(c->head + k) % c->cap];
+}
+
+/* Squeeze the holes out, keeping order; entries keep their ring slots valid. */
+static void evloop__common_compact(evloop__common *c)
+{
+    int r, w = 0;
+    for (r = 0; r < c->count; r++) {
+        evloop__timer t = *evloop__ring_at(c, r);
+        if (!t.ev) continue;
+        *evloop__ring_at(c, w) = t;
+        t.ev->timer_idx = (c->head + w) % c->cap;
+        w++;
+    }
+    c->count = w;
+    c->holes = 0;
+}
+
+static int evloop__common_reserve(evloop__common *c)
+{
+    int k, old_cap = c->cap;
+    evloop__timer *old = c->ring, *fresh;
+    if (c->count < c->cap) return 0;
+    if (c->holes * 2 >= c->count && c->holes > 0) {
+        evloop__common_compact(c);
+        return 0;
+    }
+    fresh = (evloop__timer *)evloop__grow(NULL, &c->cap, c->count + 1, sizeof *fresh);
+    if (!fresh) return -1;
+    for (k = 0; k < c->count; k++) {
+        fresh[k] = old[(c->head + k) % old_cap];
+        if (fresh[k].ev) fresh[k].ev->timer_idx = k;
+    }
+    EVLOOP_FREE(old);
+    c->ring = fresh;
+    c->head = 0;
+    return 0;
+}
+
+/* The queue's stand-in follows its first live entry. */
+static void evloop__common_sync_head(evloop *loop, evloop__common *c)
+{
+    while (c->count > 0 && !c->ring[c->head].ev) {
+        c->head = (c->head + 1) % c->cap;
+        c->count--;
+        c->holes--;
+    }
+    if (c->count == 0) {
+        if (c->head_ev.timer_idx >= 0) evloop__heap_remove(loop, &c->head_ev);
+        return;
+    }
+    if (c->head_ev.timer_idx >= 0)
+        evloop__heap_retime(loop, &c->head_ev, c->ring[c->head].at);
+    else
+        evloop__heap_push(loop, &c->head_ev, c->ring[c->head].at);
+}
+
+/* Ring and heap capacity must have been reserved. */
+static void evloop__common_push(evloop *loop, evloop__common *c, evloop_event *ev, int64_t at)
+{
+    int slot = (c->head + c->count) % c->cap;
+    c->ring[slot].at = at;
+    c->ring[slot].ev = ev;
+    ev->timer_idx = slot;
+    if (c->count++ == 0) evloop__common_sync_head(loop, c);
+}
+
+static void evloop__common_remove(evloop *loop, evloop__common *c, evloop_event *ev)
+{
+    int slot = ev->timer_idx;
+    EVLOOP_ASSERT(c->ring[slot].ev == ev);
+    c->ring[slot].ev = NULL;
+    ev->timer_idx = -1;
+    c->holes++;
+    if (slot == c->head) evloop__common_sync_head(loop, c);
+}
+
+/*== TIMERS (heap or common queue, by ev->timeout) ==*/
+
+static int evloop__timer_reserve(evloop *loop, int64_t timeout)
+{
+    if (evloop__heap_reserve(loop) < 0) return -1;
+    if (timeout <= -2) return evloop__common_reserve(loop->commons[-(timeout + 2)]);
+    return 0;
+}
+
+static void evloop__timer_stop(evloop *loop, evloop_event *ev)
+{
+    if (ev->timer_idx < 0) return;
+    if (ev->timeout <= -2)
+        evloop__common_remove(loop, evloop__common_of(loop, ev), ev);
+    else
+        evloop__heap_remove(loop, ev);
+}
+
+static int64_t evloop__timer_duration(const evloop *loop, const evloop_event *ev)
+{
+    return ev->timeout <= -2 ? evloop__common_of(loop, ev)->duration : ev->timeout;
+}
+
+/* Start ev's timer at `at`; capacity must have been reserved. */
+static void evloop__timer_start(evloop *loop, evloop_event *ev, int64_t at)
+{
+    if (ev->timeout <= -2)
+        evloop__common_push(loop, evloop__common_of(loop, ev), ev, at);
+    else
+        evloop__heap_push(loop, ev, at);
+}
+
+static int64_t evloop__timer_deadline(const evloop *loop, const evloop_event *ev)
+{
+    if (ev->timeout <= -2) return evloop__common_of(loop, ev)->ring[ev->timer_idx].at;
+    return loop->heap[ev->timer_idx].at;
+}
+
+/*== FD TABLE AND CHANGE LIST ==*/
+
+/* The change list can hold every fd once, so queueing a change never fails. */
+static int evloop__fd_reserve(evloop *loop, int fd)
+{
+    int cap = loop->nfds;
+    void *p;
+    if (fd < loop->nfds) return 0;
+    p = evloop__grow(loop->fds, &cap, fd + 1, sizeof *loop->fds);
+    if (!p) return -1;
+    loop->fds = (evloop__fdinfo *)p;
+    if (loop->changes_cap < cap) {
+        p = evloop__grow(loop->changes, &loop->changes_cap, cap, sizeof(int));
+        if (!p) return -1;
+        loop->changes = (int *)p;
+    }
+    memset(loop->fds + loop->nfds, 0, (size_t)(cap - loop->nfds) * sizeof *loop->fds);
+    loop->nfds = cap;
+    return 0;
+}
+
+static unsigned evloop__fd_wanted(const evloop__fdinfo *fi)
+{
+    unsigned m = 0;
+    const evloop_event *ev;
+    for (ev = fi->head; ev; ev = ev->next) m |= (unsigned)ev->events & EVLOOP__FD_BITS;
+    return (m & EVLOOP__IO_BITS) ? m : 0;
+}
+
+static void evloop__fd_queue(evloop *loop, int fd)
+{
+    if (loop->fds[fd].queued) return;
+    loop->changes[loop->nchanges++] = fd;
+    loop->fds[fd].queued = 1;
+}
+
+/* Round a wait up to whole milliseconds so it never ends before a deadline. */
+EVLOOP__MAYBE_UNUSED static int evloop__ns_to_ms(int64_t ns)
+{
+    int64_t ms;
+    if (ns < 0) return -1;
+    ms = (ns + 999999) / 1000000;
+    return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+static void evloop__fd_ready(evloop *loop, int fd, unsigned bits);
+
+/* Each backend below implements the same five names:
+     evloop__be_name                       what evloop_backend() says
+     evloop__be_init(loop)                 create kernel state
+     evloop__be_free(loop)                 release it (also in a forked child)
+     evloop__be_change(loop, fd, old, new) move fd's interest from old to new;
+                                           old == 0 or EVLOOP__KMASK_STALE means
+                                           the kernel may not know fd: check it
+     evloop__be_wait(loop, timeout_ns)     wait (-1: forever), then report each
+                                           ready fd with evloop__fd_ready      */
+
+#if defined(EVLOOP_BACKEND_EPOLL)
+/*== BACKEND: EPOLL ==*/
+
+static const char evloop__be_name[] = "epoll";
+
+static int evloop__be_init(evloop *loop)
+{
+    loop->be.epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (loop->be.epfd < 0) return -1;
+    loop->be.cap = 64;
+    loop->be.out = (struct epoll_event *)EVLOOP_MALLOC(64 * sizeof(struct epoll_event));
+    if (!loop->be.out) {
+        close(loop->be.epfd);
+        return evloop__fail(ENOMEM);
+    }
+    return 0;
+}
+
+static void evloop__be_free(evloop *loop)
+{
+    if (loop->be.epfd >= 0) close(loop->be.epfd);
+    EVLOOP_FREE(loop->be.out);
+    loop->be.epfd = -1;
+    loop->be.out = NULL;
+}
+
+static int evloop__be_change(evloop *loop, int fd, unsigned old, unsigned mask)
+{
+    struct epoll_event e;
+    int op, retry;
+    if (!mask) {
+        /* The fd may be closed already, which removed it from the set. */
+        if (old) epoll_ctl(loop->be.epfd, EPOLL_CTL_DEL, fd, &e);
+        return 0;
+    }
+    memset(&e, 0, sizeof e);
+    e.events = ((mask & EVLOOP_READ) ? (unsigned)EPOLLIN : 0u) |
+               ((mask & EVLOOP_WRITE) ? (unsigned)EPOLLOUT : 0u) |
+               ((mask & EVLOOP_CLOSED) ? (unsigned)EPOLLRDHUP : 0u) |
+               ((mask & EVLOOP_ET) ? (unsigned)EPOLLET : 0u);
+    e.data.fd = fd;
+    /* A stale mask means "probably registered": MOD first costs one call in
+       the common case (an event re-assigned to the same fd). */
+    op = old ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (epoll_ctl(loop->be.epfd, op, fd, &e) == 0) return 0;
+    if (op == EPOLL_CTL_MOD && errno == ENOENT)
+        retry = EPOLL_CTL_ADD;
+    else if (op == EPOLL_CTL_ADD && errno == EEXIST)
+        retry = EPOLL_CTL_MOD;
+    else
+        return -1;
+    return epoll_ctl(loop->be.epfd, retry, fd, &e);
+}
+
+static int evloop__be_wait(evloop *loop, int64_t timeout_ns)
+{
+    int i, n = epoll_wait(loop->be.epfd, loop->be.out, loop->be.cap, evloop__ns_to_ms(timeout_ns));
+    if (n < 0) return errno == EINTR ? 0 : -1;
+    for (i = 0; i < n; i++) {
+        unsigned e = loop->be.out[i].events, bits = 0;
+        if (e & (EPOLLIN | EPOLLHUP | EPOLLERR)) bits |= EVLOOP_READ;
+        if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) bits |= EVLOOP_WRITE;
+        if (e & (EPOLLRDHUP | EPOLLHUP)) bits |= EVLOOP_CLOSED;
+        evloop__fd_ready(loop, loop->be.out[i].data.fd, bits);
+    }
+    if (n == loop->be.cap && n < 4096) {
+        /* A full batch hints at more ready fds than we can take at once. */
+        int cap = loop->be.cap;
+        void *p = evloop__grow(loop->be.out, &cap, cap * 2, sizeof *loop->be.out);
+        if (p) loop->be.out = (struct epoll_event *)p, loop->be.cap = cap;
+    }
+    return 0;
+}
+
+#elif defined(EVLOOP_BACKEND_KQUEUE)
+/*== BACKEND: KQUEUE ==*/
+
+static const char evloop__be_name[] = "kqueue";
+
+static int evloop__be_init(evloop *loop)
+{
+    memset(&loop->be, 0, sizeof loop->be);
+    loop->be.kq = kqueue();
+    if (loop->be.kq < 0) return -1;
+    if (evloop__set_cloexec(loop->be.kq) < 0) {
+        close(loop->be.kq);
+        return -1;
+    }
+    return 0;
+}
+
+static void evloop__be_free(evloop *loop)
+{
+    if (loop->be.kq >= 0) close(loop->be.kq);
+    EVLOOP_FREE(loop->be.changes);
+    EVLOOP_FREE(loop->be.out);
+    memset(&loop->be, 0, sizeof loop->be);
+    loop->be.kq = -1;
+}
+
+static int evloop__kq_push(evloop *loop, int fd, int filter, int flags)
+{
+    evloop__backend *be = &loop->be;
+    if (be->nchanges == be->changes_cap) {
+        void *p =
+            evloop__grow(be->changes, &be->changes_cap, be->nchanges + 1, sizeof(struct kevent));
+        if (!p) return -1;
+        be->changes = (struct kevent *)p;
+    }
+    EV_SET(&be->changes[be->nchanges], (uintptr_t)fd, filter, flags, 0, 0, 0);
+    be->nchanges++;
+    return 0;
+}
+
+/* One filter: add, re-add with new flags, or delete, as the masks differ. */
+static int evloop__kq_filter(evloop *loop, int fd, int filter, unsigned old, unsigned mask,
+                             unsigned want_bits)
+{
+    int had = old != EVLOOP__KMASK_STALE && (old & want_bits);
+    int wants = (mask & want_bits) != 0;
+    int was_et = (old & EVLOOP_ET) != 0, et = (mask & EVLOOP_ET) != 0;
+    if (wants && (!had || was_et != et || old == EVLOOP__KMASK_STALE))
+        return evloop__kq_push(loop, fd, filter, EV_ADD | EV_ENABLE | (et ? EV_CLEAR : 0));
+    if (!wants && had) return evloop__kq_push(loop, fd, filter, EV_DELETE);
+    return 0;
+}
+
+static int evloop__be_change(evloop *loop, int fd, unsigned old, unsigned mask)
+{
+    int saved = loop->be.nchanges;
+    if ((old == 0 || old == EVLOOP__KMASK_STALE) && evloop__fd_is_open(fd) < 0) return -1;
+    if (evloop__kq_filter(loop, fd, EVFILT_READ, old, mask, EVLOOP_READ | EVLOOP_CLOSED) < 0 ||
+        evloop__kq_filter(loop, fd, EVFILT_WRITE, old, mask, EVLOOP_WRITE) < 0) {
+        loop->be.nchanges = saved;
+        return -1;
+    }
+    return 0;
+}
+
+static int evloop__be_wait(evloop *loop, int64_t timeout_ns)
+{
+    evloop__backend *be = &loop->be;
+    struct timespec ts, *tsp = NULL;
+    int i, n, want = be->nchanges > 64 ? be->nchanges : 64;
+    if (be->out_cap < want) {
+        /* Room for an error entry per change, so kevent never fails for it. */
+        void *p = evloop__grow(be->out, &be->out_cap, want, sizeof(struct kevent));
+        if (!p) return -1;
+        be->out = (struct kevent *)p;
+    }
+    if (timeout_ns >= 0) {
+        ts.tv_sec = (time_t)(timeout_ns / EVLOOP__NS);
+        ts.tv_nsec = (long)(timeout_ns % EVLOOP__NS);
+        tsp = &ts;
+    }
+    n = kevent(be->kq, be->changes, be->nchanges, be->out, be->out_cap, tsp);
+    be->nchanges = 0;
+    if (n < 0) return errno == EINTR ? 0 : -1;
+    for (i = 0; i < n; i++) {
+        const struct kevent *k = &be->out[i];
+        unsigned bits;
+        if (k->flags & EV_ERROR) continue; /* a change on an fd closed meanwhile */
+        if (k->filter == EVFILT_READ)
+            bits = EVLOOP_READ | ((k->flags & EV_EOF) ? EVLOOP_CLOSED : 0u);
+        else if (k->filter == EVFILT_WRITE)
+            bits = EVLOOP_WRITE;
+        else
+            continue;
+        evloop__fd_ready(loop, (int)k->ident, bits);
+    }
+    return 0;
+}
+
+#elif defined(EVLOOP_BACKEND_POLL)
+/*== BACKEND: POLL ==*/
+
+static const char evloop__be_name[] = "poll";
+
+static int evloop__be_init(evloop *loop)
+{
+    memset(&loop->be, 0, sizeof loop->be);
+    return 0;
+}
+
+static void evloop__be_free(evloop *loop)
+{
+    EVLOOP_FREE(loop->be.pfds);
+    EVLOOP_FREE(loop->be.slot);
+    memset(&loop->be, 0, sizeof loop->be);
+}
+
+static int evloop__poll_add(evloop *loop, int fd)
+{
+    evloop__backend *be = &loop->be;
+    void *p;
+    if (evloop__fd_is_open(fd) < 0) return -1;
+    if (fd >= be->slot_cap) {
+        int old = be->slot_cap;
+        p = evloop__grow(be->slot, &be->slot_cap, fd + 1, sizeof(int));
+        if (!p) return -1;
+        be->slot = (int *)p;
+        memset(be->slot + old, 0xff, (size_t)(be->slot_cap - old) * sizeof(int)); /* -1 */
+    }
+    if (be->n == be->cap) {
+        p = evloop__grow(be->pfds, &be->cap, be->n + 1, sizeof(struct pollfd));
+        if (!p) return -1;
+        be->pfds = (struct pollfd *)p;
+    }
+    be->slot[fd] = be->n;
+    be->pfds[be->n].fd = fd;
+    be->pfds[be->n].revents = 0;
+    return be->n++;
+}
+
+static int evloop__be_change(evloop *loop, int fd, unsigned old, unsigned mask)
+{
+    evloop__backend *be = &loop->be;
+    int i = fd < be->slot_cap ? be->slot[fd] : -1;
+    (void)old;
+    if (!mask) {
+        if (i < 0) return 0;
+        be->pfds[i] = be->pfds[--be->n];
+        be->slot[be->pfds[i].fd] = i;
+        be->slot[fd] = -1;
+        return 0;
+    }
+    if (i < 0 && (i = evloop__poll_add(loop, fd)) < 0) return -1;
+    be->pfds[i].events =
+        (short)(((mask & EVLOOP_READ) ? POLLIN : 0) | ((mask & EVLOOP_WRITE) ? POLLOUT : 0));
+    return 0;
+}
+
+static int evloop__be_wait(evloop *loop, int64_t timeout_ns)
+{
+    evloop__backend *be = &loop->be;
+    int i, n = poll(be->pfds, (nfds_t)be->n, evloop__ns_to_ms(timeout_ns));
+    if (n < 0) return errno == EINTR ? 0 : -1;
+    for (i = 0; i < be->n && n > 0; i++) {
+        unsigned r = (unsigned)be->pfds[i].revents, bits = 0;
+        if (!r) continue;
+        n--;
+        /* POLLNVAL: closed behind our back; report it so the owner notices. */
+        if (r & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) bits |= EVLOOP_READ;
+        if (r & (POLLOUT | POLLHUP | POLLERR | POLLNVAL)) bits |= EVLOOP_WRITE;
+        evloop__fd_ready(loop, be->pfds[i].fd, bits);
+    }
+    return 0;
+}
+
+#else
+/*== BACKEND: SELECT ==*/
+
+static const char evloop__be_name[] = "select";
+
+static int evloop__be_init(evloop *loop)
+{
+    FD_ZERO(&loop->be.rd);
+    FD_ZERO(&loop->be.wr);
+    loop->be.maxfd = -1;
+    return 0;
+}
+
+static void evloop__be_free(evloop *loop)
+{
+    evloop__be_init(loop);
+}
+
+static int evloop__be_change(evloop *loop, int fd, unsigned old, unsigned mask)
+{
+    evloop__backend *be = &loop->be;
+    if (fd >= FD_SETSIZE) return evloop__fail(EINVAL); /* FD_SET would write out of bounds */
+    if ((old == 0 || old == EVLOOP__KMASK_STALE) && mask && evloop__fd_is_open(fd) < 0) return -1;
+    FD_CLR(fd, &be->rd);
+    FD_CLR(fd, &be->wr);
+    if (mask & EVLOOP_READ) FD_SET(fd, &be->rd);
+    if (mask & EVLOOP_WRITE) FD_SET(fd, &be->wr);
+    if ((mask & (EVLOOP_READ | EVLOOP_WRITE)) && fd > be->maxfd) be->maxfd = fd;
+    while (be->maxfd >= 0 && !FD_ISSET(be->maxfd, &be->rd) && !FD_ISSET(be->maxfd, &be->wr))
+        be->maxfd--;
+    return 0;
+}
+
+static int evloop__be_wait(evloop *loop, int64_t timeout_ns)
+{
+    evloop__backend *be = &loop->be;
+    fd_set rd = be->rd, wr = be->wr;
+    struct timeval tv, *tvp = NULL;
+    int fd, n;
+    if (timeout_ns >= 0) {
+        evloop__ns_to_tv(timeout_ns + 999, &tv); /* round up to whole microseconds */
+        tvp = &tv;
+    }
+    n = select(be->maxfd + 1, &rd, &wr, NULL, tvp);
+    if (n < 0 && errno == EBADF) {
+        /* Some fd was closed behind our back: report those so the owner notices. */
+        for (fd = 0; fd <= be->maxfd; fd++)
+            if ((FD_ISSET(fd, &be->rd) || FD_ISSET(fd, &be->wr)) && evloop__fd_is_open(fd) < 0)
+                evloop__fd_ready(loop, fd, EVLOOP_READ | EVLOOP_WRITE);
+        return 0;
+    }
+    if (n < 0) return errno == EINTR ? 0 : -1;
+    for (fd = 0; fd <= be->maxfd && n > 0; fd++) {
+        unsigned bits =
+            (FD_ISSET(fd, &rd) ? EVLOOP_READ : 0u) | (FD_ISSET(fd, &wr) ? EVLOOP_WRITE : 0u);
+        if (!bits) continue;
+        n -= (bits & EVLOOP_READ ? 1 : 0) + (bits & EVLOOP_WRITE ? 1 : 0);
+        evloop__fd_ready(loop, fd, bits);
+    }
+    return 0;
+}
+
+#endif
+
+/*== FD EVENTS ==*/
+
+/* Put ev on its fd's list. The first time the backend hears of an fd, or when
+   the event was assigned since it was last added (the number may now name a
+   new file), the backend is told at once so a bad fd fails here, with nothing
+   changed. Every other change waits on the change list for the next wait. */
+static int evloop__io_start(evloop *loop, evloop_event *ev)
+{
+    evloop__fdinfo *fi;
+    evloop_event **link;
+    unsigned want;
+    if (evloop__fd_reserve(loop, ev->fd) < 0) return -1;
+    fi = &loop->fds[ev->fd];
+    want = evloop__fd_wanted(fi) | ((unsigned)ev->events & EVLOOP__FD_BITS);
+    if (!fi->kmask || (ev->flags & EVLOOP__F_NEWFD)) {
+        unsigned old = fi->kmask ? EVLOOP__KMASK_STALE : 0;
+        if (evloop__be_change(loop, ev->fd, old, want) < 0) return -1;
+        fi->kmask = (unsigned char)want;
+    } else if (want != fi->kmask) {
+        evloop__fd_queue(loop, ev->fd);
+    }
+    for (link = &fi->head; *link; link = &(*link)->next) continue;
+    *link = ev;
+    ev->next = NULL;
+    ev->flags = (unsigned char)((ev->flags | EVLOOP__F_IO) & ~EVLOOP__F_NEWFD);
+    return 0;
+}
+
+static void evloop__list_unlink(evloop_event **head, evloop_event *ev)
+{
+    while (*head != ev) head = &(*head)->next;
+    *head = ev->next;
+    ev->next = NULL;
+}
+
+static void evloop__io_stop(evloop *loop, evloop_event *ev)
+{
+    evloop__list_unlink(&loop->fds[ev->fd].head, ev);
+    ev->flags &= (unsigned char)~EVLOOP__F_IO;
+    evloop__fd_queue(loop, ev->fd);
+}
+
+/* Tell the backend what changed since the last wait, skipping fds whose
+   interest ended up where it started (a delete followed by an add). */
+static void evloop__reify(evloop *loop)
+{
+    int i;
+    for (i = 0; i < loop->nchanges; i++) {
+        int fd = loop->changes[i];
+        evloop__fdinfo *fi = &loop->fds[fd];
+        unsigned want = evloop__fd_wanted(fi);
+        fi->queued = 0;
+        if (want == fi->kmask) continue;
+        /* Failing here means the fd was closed under its events: they cannot
+           fire any more, and the kernel holds nothing for it. */
+        fi->kmask = evloop__be_change(loop, fd, fi->kmask, want) < 0 ? 0 : (unsigned char)want;
+    }
+    loop->nchanges = 0;
+}
+
+/*== WAKEUP DESCRIPTOR (signals and other threads) ==*/
+
+#if !defined(EVLOOP_NO_SIGNALS) || !defined(EVLOOP_NO_THREADS)
+#define EVLOOP__HAVE_WAKE 1
+
+/* Async-signal-safe: the signal handler calls this. */
+static void evloop__wake_fd(int fd)
+{
+#ifdef EVLOOP__HAVE_EVENTFD
+    uint64_t one = 1;
+    ssize_t r = write(fd, &one, sizeof one);
+#else
+    char one = 1;
+    ssize_t r = write(fd, &one, 1);
+#endif
+    (void)r; /* full means a wakeup is pending already */
+}
+
+static void evloop__wake(evloop *loop)
+{
+    if (!evloop__exchange(&loop->wake_sent, 1)) evloop__wake_fd(loop->wake_wr);
+}
+
+#ifndef EVLOOP_NO_SIGNALS
+static void evloop__sig_dispatch(evloop *loop);
+#endif
+
+static void evloop__wake_cb(evloop_socket_t fd, short what, void *arg)
+{
+    evloop *loop = (evloop *)arg;
+    char buf[64];
+    (void)what;
+    while (read(fd, buf, sizeof buf) > 0) continue;
+    /* Cleared before looking at posts and signals, so anything that arrives
+       after this point writes again and wakes the next wait. */
+    evloop__store(&loop->wake_sent, 0);
+#ifndef EVLOOP_NO_SIGNALS
+    evloop__sig_dispatch(loop);
+#endif
+}
+
+static int evloop__wake_open(evloop *loop)
+{
+#ifdef EVLOOP__HAVE_EVENTFD
+    int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0) return -1;
+    loop->wake_rd = loop->wake_wr = fd;
+#else
+    int p[2];
+    if (pipe(p) < 0) return -1;
+    loop->wake_rd = p[0];
+    loop->wake_wr = p[1];
+    if (evloop__set_cloexec(p[0]) < 0 || evloop__set_cloexec(p[1]) < 0 ||
+        evloop__set_nonblock(p[0]) < 0 || evloop__set_nonblock(p[1]) < 0)
+        return -1;
+#endif
+    evloop_event_assign(&loop->wake_ev, loop, loop->wake_rd, EVLOOP_READ | EVLOOP_PERSIST,
+                        evloop__wake_cb, loop);
+    loop->wake_ev.flags |= EVLOOP__F_INTERNAL;
+    return evloop__io_start(loop, &loop->wake_ev);
+}
+
+static void evloop__wake_close(evloop *loop)
+{
+    if (loop->wake_ev.flags & EVLOOP__F_IO) evloop__io_stop(loop, &loop->wake_ev);
+    if (loop->wake_wr >= 0 && loop->wake_wr != loop->wake_rd) close(loop->wake_wr);
+    if (loop->wake_rd >= 0) close(loop->wake_rd);
+    loop->wake_rd = loop->wake_wr = -1;
+}
+#endif
+
+/*== SIGNALS ==*/
+
+#ifndef EVLOOP_NO_SIGNALS
+/* Process-wide: a signal has one disposition, so one loop at a time owns it. */
+static struct evloop__sigslot {
+    evloop *owner;
+    struct sigaction old;
+} evloop__sigs[EVLOOP__NSIG];
+static volatile sig_atomic_t evloop__sig_caught[EVLOOP__NSIG];
+static volatile sig_atomic_t evloop__sig_wakefd[EVLOOP__NSIG]; /* owner's wakeup fd + 1; 0: none */
+#ifndef EVLOOP_NO_THREADS
+static pthread_mutex_t evloop__sig_lock = PTHREAD_MUTEX_INITIALIZER;
+#define EVLOOP__SIG_LOCK()   pthread_mutex_lock(&evloop__sig_lock)
+#define EVLOOP__SIG_UNLOCK() pthread_mutex_unlock(&evloop__sig_lock)
+#else
+#define EVLOOP__SIG_LOCK()   ((void)0)
+#define EVLOOP__SIG_UNLOCK() ((void)0)
+#endif
+
+/* Only what is async-signal-safe: note the signal, poke the loop. */
+static void evloop__sig_handler(int sig)
+{
+    int saved = errno;
+    int fd = (int)evloop__sig_wakefd[sig] - 1; /* read once: the loop may change it */
+    evloop__sig_caught[sig] = 1;
+    if (fd >= 0) evloop__wake_fd(fd);
+    errno = saved;
+}
+
+static int evloop__sig_install(evloop *loop, int sig)
+{
+    struct sigaction sa;
+    int rc = 0;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = evloop__sig_handler;
+    sigfillset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    EVLOOP__SIG_LOCK();
+    if (evloop__sigs[sig].owner) {
+        rc = evloop__fail(EBUSY);
+    } else {
+        evloop__sig_caught[sig] = 0;
+        evloop__sig_wakefd[sig] = loop->wake_wr + 1;
+        if (sigaction(sig, &sa, &evloop__sigs[sig].old) < 0) {
+            evloop__sig_wakefd[sig] = 0;
+            rc = -1;
+        } else {
+            evloop__sigs[sig].owner = loop;
+            loop->nsigs++;
+        }
+    }
+    EVLOOP__SIG_UNLOCK();
+    return rc;
+}
+
+static void evloop__sig_restore(evloop *loop, int sig)
+{
+    EVLOOP__SIG_LOCK();
+    sigaction(sig, &evloop__sigs[sig].old, NULL);
+    evloop__sigs[sig].owner = NULL;
+    evloop__sig_wakefd[sig] = 0;
+    evloop__sig_caught[sig] = 0;
+    loop->nsigs--;
+    EVLOOP__SIG_UNLOCK();
+}
+
+static int evloop__sig_start(evloop *loop, evloop_event *ev)
+{
+    evloop_event **link = &loop->sig_head[ev->fd];
+    if (!*link && evloop__sig_install(loop, ev->fd) < 0) return -1;
+    while (*link) link = &(*link)->next;
+    *link = ev;
+    ev->next = NULL;
+    ev->flags |= EVLOOP__F_SIG;
+    return 0;
+}
+
+static void evloop__sig_stop(evloop *loop, evloop_event *ev)
+{
+    evloop__list_unlink(&loop->sig_head[ev->fd], ev);
+    ev->flags &= (unsigned char)~EVLOOP__F_SIG;
+    if (!loop->sig_head[ev->fd]) evloop__sig_restore(loop, ev->fd);
+}
+
+/* Point the handler at this loop's (new) wakeup fd, after evloop_reinit. */
+static void evloop__sig_rewire(evloop *loop)
+{
+    int sig;
+    for (sig = 1; sig < EVLOOP__NSIG; sig++)
+        if (loop->sig_head[sig]) evloop__sig_wakefd[sig] = loop->wake_wr + 1;
+}
+#endif
+
+/*== ACTIVATION AND DISPATCH ==*/
+
+static void evloop__activate(evloop *loop, evloop_event *ev, short res);
+
+static void evloop__unpend(evloop *loop, evloop_event *ev)
+{
+    if (ev->flags & EVLOOP__F_IO) evloop__io_stop(loop, ev);
+#ifndef EVLOOP_NO_SIGNALS
+    if (ev->flags & EVLOOP__F_SIG) evloop__sig_stop(loop, ev);
+#endif
+    evloop__timer_stop(loop, ev);
+}
+
+/* A failed allocation drops the timer rather than the event. */
+static void evloop__restart_timer(evloop *loop, evloop_event *ev, int64_t at)
+{
+    evloop__timer_stop(loop, ev);
+    if (evloop__timer_reserve(loop, ev->timeout) == 0) evloop__timer_start(loop, ev, at);
+}
+
+static int evloop__priority_of(const evloop *loop, const evloop_event *ev)
+{
+    return ev->priority < loop->npri ? ev->priority : loop->npri - 1;
+}
+
+/* Drop the first `done` slots and the holes cancelled events left behind. */
+static void evloop__queue_shift(evloop__queue *q, int done)
+{
+    int r, w = 0;
+    for (r = done; r < q->n; r++) {
+        evloop_event *ev = q->q[r];
+        if (!ev) continue;
+        q->q[w] = ev;
+        ev->active_idx = w++;
+    }
+    q->n = w;
+}
+
+static int evloop__queue_push(evloop *loop, evloop_event *ev)
+{
+    evloop__queue *q = &loop->active[evloop__priority_of(loop, ev)];
+    if (q->n == q->cap) {
+        void *p = evloop__grow(q->q, &q->cap, q->n + 1, sizeof *q->q);
+        if (!p) return -1;
+        q->q = (evloop_event **)p;
+    }
+    ev->active_idx = q->n;
+    q->q[q->n++] = ev;
+    loop->nactive++;
+    return 0;
+}
+
+static void evloop__queue_cancel(evloop *loop, evloop_event *ev)
+{
+    loop->active[evloop__priority_of(loop, ev)].q[ev->active_idx] = NULL;
+    ev->active_idx = -1;
+    ev->res = 0;
+    loop->nactive--;
+}
+
+/* Queue ev's callback with `res`, or add the bits to the one already queued.
+   A non-persistent event stops being pending here; a persistent one with a
+   timeout starts its timeout again (timer expiry re-arms it itself). */
+static void evloop__activate(evloop *loop, evloop_event *ev, short res)
+{
+    int was = evloop__is_live(ev);
+    if (!(ev->events & EVLOOP_PERSIST))
+        evloop__unpend(loop, ev);
+    else if (ev->timeout != EVLOOP__NO_TIMEOUT && !(res & EVLOOP_TIMEOUT))
+        evloop__restart_timer(loop, ev, evloop__now(loop) + evloop__timer_duration(loop, ev));
+    if (ev->flags & EVLOOP__F_INTERNAL) {
+        ev->cb(ev->fd, res, ev->arg);
+        return;
+    }
+    if (ev->active_idx >= 0)
+        ev->res |= res;
+    else if (evloop__queue_push(loop, ev) == 0)
+        ev->res = res;
+    evloop__relive(loop, ev, was);
+}
+
+static void evloop__fd_ready(evloop *loop, int fd, unsigned bits)
+{
+    evloop_event *ev, *next;
+    if (fd < 0 || fd >= loop->nfds) return;
+    for (ev = loop->fds[fd].head; ev; ev = next) {
+        unsigned got = bits & (unsigned)ev->events & EVLOOP__IO_BITS;
+        next = ev->next;
+        if (got) evloop__activate(loop, ev, (short)got);
+    }
+}
+
+#ifndef EVLOOP_NO_SIGNALS
+static void evloop__sig_dispatch(evloop *loop)
+{
+    int sig;
+    if (!loop->nsigs) return;
+    for (sig = 1; sig < EVLOOP__NSIG; sig++) {
+        evloop_event *ev, *next;
+        if (!loop->sig_head[sig] || !evloop__sig_caught[sig]) continue;
+        evloop__sig_caught[sig] = 0;
+        for (ev = loop->sig_head[sig]; ev; ev = next) {
+            next = ev->next;
+            evloop__activate(loop, ev, EVLOOP_SIGNAL);
+        }
+    }
+}
+#endif
+
+/* Next deadline of a persistent timer that just expired at `at`: keep the
+   period when we are on time, restart from now when we fell behind. */
+static int64_t evloop__next_period(const evloop *loop, int64_t at, int64_t period)
+{
+    int64_t next = at + period;
+    if (next <= loop->now) next = loop->now + (period > 0 ? period : 1);
+    return next;
+}
+
+static void evloop__timers_expire(evloop *loop)
+{
+    while (loop->nheap && loop->heap[0].at <= loop->now) {
+        evloop_event *ev = loop->heap[0].ev;
+        int64_t at = loop->heap[0].at;
+        if (ev->flags & EVLOOP__F_COMMON) {
+            evloop__common *c = (evloop__common *)ev->arg;
+            ev = c->ring[c->head].ev;
+        }
+        if (ev->events & EVLOOP_PERSIST)
+            evloop__restart_timer(loop, ev,
+                                  evloop__next_period(loop, at, evloop__timer_duration(loop, ev)));
+        evloop__activate(loop, ev, EVLOOP_TIMEOUT);
+    }
+}
+
+/* Run the queued callbacks of the most important non-empty priority, the
+   ones queued before we started: anything they activate waits a round. */
+static int evloop__run_active(evloop *loop)
+{
+    evloop__queue *q;
+    int i, n, ran = 0;
+    if (!loop->nactive) return 0;
+    for (q = loop->active; !q->n; q++) continue;
+    n = q->n;
+    for (i = 0; i < n && !evloop__load(&loop->got_break); i++) {
+        evloop_event *ev = q->q[i];
+        short res;
+        if (!ev) continue;
+        q->q[i] = NULL;
+        ev->active_idx = -1;
+        loop->nactive--;
+        res = ev->res;
+        ev->res = 0;
+        if (!evloop__is_live(ev)) loop->nlive--;
+        loop->running = ev;
+        loop->time_stale = 1;
+        ev->cb(ev->fd, res, ev->arg); /* may free ev: not touched after this */
+        ran++;
+    }
+    loop->running = NULL;
+    evloop__queue_shift(q, i);
+    return ran;
+}
+
+#ifndef EVLOOP_NO_THREADS
+static int evloop__posted(evloop *loop)
+{
+    return evloop__load(&loop->posted);
+}
+
+/* Take everything posted so far in one swap of the two buffers, then run it
+   without the lock; a break leaves the rest for the next round. */
+static int evloop__run_posted(evloop *loop)
+{
+    int ran = 0;
+    if (!evloop__posted(loop)) return 0;
+    if (loop->batch_pos == loop->nbatch) {
+        evloop__post *t;
+        int cap;
+        pthread_mutex_lock(&loop->lock);
+        t = loop->batch, loop->batch = loop->posts, loop->posts = t;
+        cap = loop->batch_cap, loop->batch_cap = loop->posts_cap, loop->posts_cap = cap;
+        loop->nbatch = loop->nposts;
+        loop->nposts = 0;
+        loop->batch_pos = 0;
+        pthread_mutex_unlock(&loop->lock);
+    }
+    while (loop->batch_pos < loop->nbatch && !evloop__load(&loop->got_break)) {
+        evloop__post p = loop->batch[loop->batch_pos++];
+#ifdef EVLOOP__ATOMIC_OK
+        __atomic_fetch_sub(&loop->posted, 1, __ATOMIC_ACQ_REL);
+#else
+        loop->posted--;
+#endif
+        loop->time_stale = 1;
+        p.fn(p.arg);
+        ran++;
+    }
+    return ran;
+}
+#else
+static int evloop__posted(evloop *loop)
+{
+    (void)loop;
+    return 0;
+}
+
+static int evloop__run_posted(evloop *loop)
+{
+    (void)loop;
+    return 0;
+}
+#endif
+
+/* How long the backend may wait: not at all when work is queued, until the
+   next deadline when there is one, else forever. */
+static int64_t evloop__wait_time(evloop *loop, int flags)
+{
+    int64_t d;
+    if (loop->nactive || (flags & EVLOOP_NONBLOCK) || evloop__posted(loop)) return 0;
+    if (!loop->nheap) return -1;
+    d = loop->heap[0].at - evloop__now(loop);
+    return d < 0 ? 0 : d;
+}
+
+static void evloop__set_running(evloop *loop, int on)
+{
+#ifndef EVLOOP_NO_THREADS
+    pthread_mutex_lock(&loop->lock);
+    loop->owner = pthread_self();
+    loop->in_run = (unsigned char)on;
+    pthread_mutex_unlock(&loop->lock);
+#else
+    loop->in_run = (unsigned char)on;
+#endif
+}
+
+/* Wake the loop if it is waiting in another thread. */
+static void evloop__wake_other(evloop *loop)
+{
+#ifndef EVLOOP_NO_THREADS
+    int other;
+    pthread_mutex_lock(&loop->lock);
+    other = loop->in_run && !pthread_equal(loop->owner, pthread_self());
+    pthread_mutex_unlock(&loop->lock);
+    if (other) evloop__wake(loop);
+#else
+    (void)loop;
+#endif
+}
+
+/*== EXIT TIMER ==*/
+
+/* The delayed exit counts as pending work, so the loop waits for it. */
+static void evloop__exit_cb(evloop_socket_t fd, short what, void *arg)
+{
+    evloop *loop = (evloop *)arg;
+    (void)fd, (void)what;
+    loop->nlive--;
+    evloop__store(&loop->got_exit, 1);
+}
+
+static int evloop__schedule_exit(evloop *loop, int64_t delay)
+{
+    if (evloop__heap_reserve(loop) < 0) return -1;
+    if (loop->exit_ev.timer_idx >= 0)
+        evloop__heap_remove(loop, &loop->exit_ev);
+    else
+        loop->nlive++;
+    evloop__heap_push(loop, &loop->exit_ev, evloop__now(loop) + delay);
+    return 0;
+}
+
+#ifndef EVLOOP_NO_THREADS
+static void evloop__exit_posted(void *arg)
+{
+    evloop *loop = (evloop *)arg;
+    int64_t delay;
+    pthread_mutex_lock(&loop->lock);
+    delay = loop->exit_delay;
+    pthread_mutex_unlock(&loop->lock);
+    evloop__schedule_exit(loop, delay);
+}
+#endif
+
+/*== ONE-SHOT EVENTS ==*/
+
+static void evloop__once_unlink(evloop *loop, evloop__once *o)
+{
+    if (o->prev)
+        o->prev->next = o->next;
+    else
+        loop->onces = o->next;
+    if (o->next) o->next->prev = o->prev;
+}
+
+/* The bookkeeping goes first so the callback may do anything, even add
+   another once-event. */
+static void evloop__once_cb(evloop_socket_t fd, short what, void *arg)
+{
+    evloop__once *o = (evloop__once *)arg;
+    evloop_event_cb cb = o->cb;
+    void *cb_arg = o->arg;
+    evloop__once_unlink(o->ev.loop, o);
+    EVLOOP_FREE(o);
+    cb(fd, what, cb_arg);
+}
+
+/*== TEARDOWN ==*/
+
+/* Forget every event without telling the kernel: used by evloop_free. */
+static void evloop__detach_all(evloop *loop)
+{
+    int i, k;
+    evloop_event *ev, *next;
+    for (i = 0; i < loop->nfds; i++)
+        for (ev = loop->fds[i].head; ev; ev = next)
+            next = ev->next, ev->next = NULL, ev->flags &= (unsigned char)~EVLOOP__F_IO;
+    for (i = 0; i < loop->nfds; i++) loop->fds[i].head = NULL;
+#ifndef EVLOOP_NO_SIGNALS
+    for (i = 1; i < EVLOOP__NSIG; i++) {
+        if (!loop->sig_head[i]) continue;
+        for (ev = loop->sig_head[i]; ev; ev = next)
+            next = ev->next, ev->next = NULL, ev->flags &= (unsigned char)~EVLOOP__F_SIG;
+        loop->sig_head[i] = NULL;
+        evloop__sig_restore(loop, i);
+    }
+#endif
+    for (i = 0; i < loop->nheap; i++) loop->heap[i].ev->timer_idx = -1;
+    for (i = 0; i < loop->ncommons; i++) {
+        evloop__common *c = loop->commons[i];
+        for (k = 0; k < c->count; k++)
+            if ((ev = evloop__ring_at(c, k)->ev)) ev->timer_idx = -1;
+    }
+    for (i = 0; i < loop->npri; i++)
+        for (k = 0; k < loop->active[i].n; k++)
+            if ((ev = loop->active[i].q[k])) ev->active_idx = -1, ev->res = 0;
+}
+
+static void evloop__free_tables(evloop *loop)
+{
+    int i;
+    for (i = 0; i < loop->ncommons; i++) {
+        EVLOOP_FREE(loop->commons[i]->ring);
+        EVLOOP_FREE(loop->commons[i]);
+    }
+    EVLOOP_FREE(loop->commons);
+    for (i = 0; i < loop->npri; i++) EVLOOP_FREE(loop->active[i].q);
+    EVLOOP_FREE(loop->active);
+    EVLOOP_FREE(loop->heap);
+    EVLOOP_FREE(loop->fds);
+    EVLOOP_FREE(loop->changes);
+#ifndef EVLOOP_NO_THREADS
+    EVLOOP_FREE(loop->posts);
+    EVLOOP_FREE(loop->batch);
+#endif
+}
+
+/*== PUBLIC: THE LOOP ==*/
+
+EVLOOP__API const char *evloop_version(void)
+{
+    return EVLOOP_VERSION_STRING;
+}
+
+static void evloop__init_internal(evloop *loop, evloop_event *ev, evloop_event_cb cb, void *arg)
+{
+    memset(ev, 0, sizeof *ev);
+    ev->loop = loop;
+    ev->cb = cb;
+    ev->arg = arg;
+    ev->fd = -1;
+    ev->timeout = EVLOOP__NO_TIMEOUT;
+    ev->timer_idx = ev->active_idx = -1;
+    ev->flags = EVLOOP__F_INIT | EVLOOP__F_INTERNAL;
+}
+
+EVLOOP__API evloop *evloop_new(void)
+{
+    evloop *loop = (evloop *)EVLOOP_MALLOC(sizeof *loop);
+    int err;
+    if (!loop) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    memset(loop, 0, sizeof *loop);
+    loop->wake_rd = loop->wake_wr = -1;
+    loop->npri = 1;
+    evloop__init_internal(loop, &loop->exit_ev, evloop__exit_cb, loop);
+    evloop__update_time(loop);
+    loop->active = (evloop__queue *)EVLOOP_MALLOC(sizeof *loop->active);
+    if (!loop->active) {
+        EVLOOP_FREE(loop);
+        errno = ENOMEM;
+        return NULL;
+    }
+    memset(loop->active, 0, sizeof *loop->active);
+#ifndef EVLOOP_NO_THREADS
+    pthread_mutex_init(&loop->lock, NULL);
+#endif
+    if (evloop__be_init(loop) < 0) {
+        err = errno;
+        evloop__free_tables(loop);
+#ifndef EVLOOP_NO_THREADS
+        pthread_mutex_destroy(&loop->lock);
+#endif
+        EVLOOP_FREE(loop);
+        errno = err;
+        return NULL;
+    }
+#ifdef EVLOOP__HAVE_WAKE
+    if (evloop__wake_open(loop) < 0) {
+        err = errno;
+        evloop_free(loop);
+        errno = err;
+        return NULL;
+    }
+#endif
+    return loop;
+}
+
+EVLOOP__API void evloop_free(evloop *loop)
+{
+    if (!loop) return;
+    while (loop->onces) {
+        evloop__once *o = loop->onces;
+        evloop_event_del(&o->ev);
+        evloop__once_unlink(loop, o);
+        EVLOOP_FREE(o);
+    }
+#ifdef EVLOOP__HAVE_WAKE
+    evloop__wake_close(loop);
+#endif
+    evloop__detach_all(loop);
+    evloop__be_free(loop);
+    evloop__free_tables(loop);
+#ifndef EVLOOP_NO_THREADS
+    pthread_mutex_destroy(&loop->lock);
+#endif
+    EVLOOP_FREE(loop);
+}
+
+EVLOOP__API const char *evloop_backend(const evloop *loop)
+{
+    (void)loop;
+    return evloop__be_name;
+}
+
+EVLOOP__API int evloop_priority_init(evloop *loop, int npriorities)
+{
+    evloop__queue *q;
+    int i;
+    if (!loop || npriorities < 1 || npriorities > 256) return evloop__fail(EINVAL);
+    if (loop->nlive || loop->nactive || loop->in_run) return evloop__fail(EBUSY);
+    q = (evloop__queue *)EVLOOP_MALLOC((size_t)npriorities * sizeof *q);
+    if (!q) return evloop__fail(ENOMEM);
+    memset(q, 0, (size_t)npriorities * sizeof *q);
+    for (i = 0; i < loop->npri; i++) EVLOOP_FREE(loop->active[i].q);
+    EVLOOP_FREE(loop->active);
+    loop->active = q;
+    loop->npri = npriorities;
+    return 0;
+}
+
+/* In a forked child: new kernel objects, same events. The parent's epoll or
+   kqueue set is only closed here, never modified, so the parent keeps its own. */
+EVLOOP__API int evloop_reinit(evloop *loop)
+{
+    int fd;
+    if (!loop) return evloop__fail(EINVAL);
+    evloop__be_free(loop);
+    if (evloop__be_init(loop) < 0) return -1;
+    for (fd = 0; fd < loop->nfds; fd++) loop->fds[fd].kmask = 0, loop->fds[fd].queued = 0;
+    loop->nchanges = 0;
+#ifndef EVLOOP_NO_THREADS
+    pthread_mutex_init(&loop->lock, NULL); /* another thread may have held it at fork */
+#endif
+#ifdef EVLOOP__HAVE_WAKE
+    evloop__wake_close(loop);
+    loop->wake_sent = 0;
+    if (evloop__wake_open(loop) < 0) return -1;
+#endif
+#ifndef EVLOOP_NO_SIGNALS
+    evloop__sig_rewire(loop);
+#endif
+    for (fd = 0; fd < loop->nfds; fd++)
+        if (loop->fds[fd].head && !loop->fds[fd].kmask) evloop__fd_queue(loop, fd);
+    return 0;
+}
+
+EVLOOP__API int evloop_run(evloop *loop, int flags)
+{
+    int rc;
+    if (!loop || (flags & ~(EVLOOP_ONCE | EVLOOP_NONBLOCK | EVLOOP_NO_EXIT_ON_EMPTY)))
+        return evloop__fail(EINVAL);
+    if (loop->in_run) return evloop__fail(EBUSY);
+    evloop__set_running(loop, 1);
+    evloop__store(&loop->got_exit, 0);
+    evloop__store(&loop->got_break, 0);
+    loop->time_stale = 1;
+    for (;;) {
+        int ran;
+        if (evloop__load(&loop->got_exit) || evloop__load(&loop->got_break)) {
+            rc = 0;
+            break;
+        }
+        if (!(flags & EVLOOP_NO_EXIT_ON_EMPTY) && !loop->nlive && !evloop__posted(loop)) {
+            rc = 1;
+            break;
+        }
+        evloop__reify(loop);
+        if (evloop__be_wait(loop, evloop__wait_time(loop, flags)) < 0) {
+            rc = -1;
+            break;
+        }
+        evloop__update_time(loop);
+        evloop__timers_expire(loop);
+        ran = evloop__run_posted(loop);
+        ran += evloop__run_active(loop);
+        if (((flags & EVLOOP_ONCE) && ran && !loop->nactive) ||
+            ((flags & EVLOOP_NONBLOCK) && !loop->nactive)) {
+            rc = 0;
+            break;
+        }
+    }
+    loop->time_stale = 1;
+    evloop__set_running(loop, 0);
+    return rc;
+}
+
+EVLOOP__API int evloop_dispatch(evloop *loop)
+{
+    return evloop_run(loop, 0);
+}
+
+EVLOOP__API int evloop_exit(evloop *loop, const struct timeval *delay)
+{
+    int64_t ns;
+    if (!loop || (delay && !evloop__tv_valid(delay))) return evloop__fail(EINVAL);
+    if (!delay) {
+        evloop__store(&loop->got_exit, 1);
+        evloop__wake_other(loop);
+        return 0;
+    }
+    ns = evloop__tv_to_ns(delay);
+#ifndef EVLOOP_NO_THREADS
+    {
+        int other;
+        pthread_mutex_lock(&loop->lock);
+        other = loop->in_run && !pthread_equal(loop->owner, pthread_self());
+        if (other) loop->exit_delay = ns;
+        pthread_mutex_unlock(&loop->lock);
+        /* The timer heap belongs to the loop's thread: let it do the add. */
+        if (other) return evloop_post(loop, evloop__exit_posted, loop);
+    }
+#endif
+    return evloop__schedule_exit(loop, ns);
+}
+
+EVLOOP__API int evloop_break(evloop *loop)
+{
+    if (!loop) return evloop__fail(EINVAL);
+    evloop__store(&loop->got_break, 1);
+    evloop__wake_other(loop);
+    return 0;
+}
+
+EVLOOP__API int evloop_got_exit(evloop *loop)
+{
+    return loop ? evloop__load(&loop->got_exit) : 0;
+}
+
+EVLOOP__API int evloop_got_break(evloop *loop)
+{
+    return loop ? evloop__load(&loop->got_break) : 0;
+}
+
+EVLOOP__API int evloop_gettimeofday_cached(evloop *loop, struct timeval *tv)
+{
+    if (!loop || !tv) return evloop__fail(EINVAL);
+    if (!loop->wall_ok) {
+        /* The wall time at the moment the monotonic clock was last read. */
+        int64_t mono = evloop__clock(CLOCK_MONOTONIC);
+        loop->wall = evloop__clock(CLOCK_REALTIME) - (mono - loop->now);
+        loop->wall_ok = 1;
+    }
+    evloop__ns_to_tv(loop->wall, tv);
+    return 0;
+}
+
+EVLOOP__API int evloop_update_cache_time(evloop *loop)
+{
+    if (!loop) return evloop__fail(EINVAL);
+    evloop__update_time(loop);
+    return 0;
+}
+
+EVLOOP__API evloop_event *evloop_get_running_event(evloop *loop)
+{
+    return loop ? loop->running : NULL;
+}
+
+EVLOOP__API const struct timeval *evloop_init_common_timeout(evloop *loop,
+                                                             const struct timeval *duration)
+{
+    evloop__common *c;
+    int i, code;
+    int64_t ns;
+    void *p;
+    if (!loop || !duration) return errno = EINVAL, (const struct timeval *)NULL;
+    code = evloop__common_code(duration);
+    if (code >= 0 && code < loop->ncommons) return &loop->commons[code]->tv;
+    if (code >= 0 || !evloop__tv_valid(duration))
+        return errno = EINVAL, (const struct timeval *)NULL;
+    ns = evloop__tv_to_ns(duration);
+    for (i = 0; i < loop->ncommons; i++)
+        if (loop->commons[i]->duration == ns) return &loop->commons[i]->tv;
+    if (loop->ncommons == EVLOOP__MAX_COMMON) return errno = ENOMEM, (const struct timeval *)NULL;
+    c = (evloop__common *)EVLOOP_MALLOC(sizeof *c);
+    p = EVLOOP_REALLOC(loop->commons, (size_t)(loop->ncommons + 1) * sizeof *loop->commons);
+    if (!c || !p) {
+        EVLOOP_FREE(c);
+        if (p) loop->commons = (evloop__common **)p;
+        return errno = ENOMEM, (const struct timeval *)NULL;
+    }
+    loop->commons = (evloop__common **)p;
+    memset(c, 0, sizeof *c);
+    c->duration = ns;
+    c->tv.tv_sec = duration->tv_sec;
+    c->tv.tv_usec =
+        (suseconds_t)(EVLOOP__COMMON_TAG | ((long)loop->ncommons << 20) | (long)duration->tv_usec);
+    evloop__init_internal(loop, &c->head_ev, NULL, c);
+    c->head_ev.flags |= EVLOOP__F_COMMON;
+    loop->commons[loop->ncommons++] = c;
+    return &c->tv;
+}
+
+EVLOOP__API int evloop_once(evloop *loop, evloop_socket_t fd, short what, evloop_event_cb cb,
+                            void *arg, const struct timeval *timeout)
+{
+    static const struct timeval zero = {0, 0};
+    evloop__once *o;
+    if (!loop || !cb || (what & (EVLOOP_PERSIST | EVLOOP_SIGNAL)) || (what & ~EVLOOP__ALL_BITS))
+        return evloop__fail(EINVAL);
+    o = (evloop__once *)EVLOOP_MALLOC(sizeof *o);
+    if (!o) return evloop__fail(ENOMEM);
+    if (evloop_event_assign(&o->ev, loop, fd, what, evloop__once_cb, o) < 0) {
+        EVLOOP_FREE(o);
+        return -1;
+    }
+    o->cb = cb;
+    o->arg = arg;
+    if (!timeout && !(what & EVLOOP__IO_BITS)) timeout = &zero;
+    if (evloop_event_add(&o->ev, timeout) < 0) {
+        EVLOOP_FREE(o);
+        return -1;
+    }
+    o->prev = NULL;
+    o->next = loop->onces;
+    if (o->next) o->next->prev = o;
+    loop->onces = o;
+    return 0;
+}
+
+static int evloop__visit(const evloop *loop, const evloop_event *ev, evloop_foreach_cb fn,
+                         void *arg)
+{
+    return (ev->flags & EVLOOP__F_INTERNAL) ? 0 : fn(loop, ev, arg);
+}
+
+/* Each event is visited from one place only: its fd or signal list if it is
+   on one, else the timers, else the active queues. */
+EVLOOP__API int evloop_foreach_event(evloop *loop, evloop_foreach_cb fn, void *arg)
+{
+    const evloop_event *ev;
+    int i, k, r;
+    if (!loop || !fn) return evloop__fail(EINVAL);
+    for (i = 0; i < loop->nfds; i++)
+        for (ev = loop->fds[i].head; ev; ev = ev->next)
+            if ((r = evloop__visit(loop, ev, fn, arg))) return r;
+#ifndef EVLOOP_NO_SIGNALS
+    for (i = 1; i < EVLOOP__NSIG; i++)
+        for (ev = loop->sig_head[i]; ev; ev = ev->next)
+            if ((r = evloop__visit(loop, ev, fn, arg))) return r;
+#endif
+    for (i = 0; i < loop->nheap; i++)
+        if (!(loop->heap[i].ev->flags & (EVLOOP__F_IO | EVLOOP__F_SIG)) &&
+            (r = evloop__visit(loop, loop->heap[i].ev, fn, arg)))
+            return r;
+    for (i = 0; i < loop->ncommons; i++)
+        for (k = 0; k < loop->commons[i]->count; k++)
+            if ((ev = evloop__ring_at(loop->commons[i], k)->ev) &&
+                !(ev->flags & (EVLOOP__F_IO | EVLOOP__F_SIG)) &&
+                (r = evloop__visit(loop, ev, fn, arg)))
+                return r;
+    for (i = 0; i < loop->npri; i++)
+        for (k = 0; k < loop->active[i].n; k++)
+            if ((ev = loop->active[i].q[k]) && !(ev->flags & (EVLOOP__F_IO | EVLOOP__F_SIG)) &&
+                ev->timer_idx < 0 && (r = evloop__visit(loop, ev, fn, arg)))
+                return r;
+    return 0;
+}
+
+#ifndef EVLOOP_NO_STDIO
+static int evloop__dump_one(const evloop *loop, const evloop_event *ev, void *arg)
+{
+    FILE *out = (FILE *)arg;
+    short e = ev->events;
+    fprintf(out, "  event %p: fd %d%s%s%s%s%s%s prio %d", (const void *)ev, (int)ev->fd,
+            (e & EVLOOP_READ) ? " READ" : "", (e & EVLOOP_WRITE) ? " WRITE" : "",
+            (e & EVLOOP_SIGNAL) ? " SIGNAL" : "", (e & EVLOOP_CLOSED) ? " CLOSED" : "",
+            (e & EVLOOP_ET) ? " ET" : "", (e & EVLOOP_PERSIST) ? " PERSIST" : "",
+            (int)ev->priority);
+    if (ev->timer_idx >= 0)
+        fprintf(out, " timeout in %.3f s",
+                (double)(evloop__timer_deadline(loop, ev) - loop->now) / 1e9);
+    if (ev->active_idx >= 0) fprintf(out, " active(0x%x)", (unsigned)ev->res);
+    fputc('\n', out);
+    return 0;
+}
+
+EVLOOP__API void evloop_dump_events(evloop *loop, FILE *out)
+{
+    if (!loop || !out) return;
+    fprintf(out, "evloop %p (%s): %d live events, %d active\n", (void *)loop, evloop__be_name,
+            loop->nlive, loop->nactive);
+    evloop_foreach_event(loop, evloop__dump_one, out);
+}
+#endif
+
+#ifndef EVLOOP_NO_THREADS
+EVLOOP__API int evloop_post(evloop *loop, void (*fn)(void *arg), void *arg)
+{
+    int own_thread;
+    if (!loop || !fn) return evloop__fail(EINVAL);
+    pthread_mutex_lock(&loop->lock);
+    if (loop->nposts == loop->posts_cap) {
+        void *p =
+            evloop__grow(loop->posts, &loop->posts_cap, loop->nposts + 1, sizeof *loop->posts);
+        if (!p) {
+            pthread_mutex_unlock(&loop->lock);
+            return -1;
+        }
+        loop->posts = (evloop__post *)p;
+    }
+    loop->posts[loop->nposts].fn = fn;
+    loop->posts[loop->nposts].arg = arg;
+    loop->nposts++;
+#ifdef EVLOOP__ATOMIC_OK
+    __atomic_fetch_add(&loop->posted, 1, __ATOMIC_ACQ_REL);
+#else
+    loop->posted++;
+#endif
+    own_thread = loop->in_run && pthread_equal(loop->owner, pthread_self());
+    pthread_mutex_unlock(&loop->lock);
+    /* From the loop's own thread the next round sees it without a wakeup. */
+    if (!own_thread) evloop__wake(loop);
+    return 0;
+}
+#endif
+
+/*== PUBLIC: EVENTS ==*/
+
+EVLOOP__API int evloop_event_assign(evloop_event *ev, evloop *loop, evloop_socket_t fd, short what,
+                                    evloop_event_cb cb, void *arg)
+{
+    if (!ev || !loop || !cb || (what & ~EVLOOP__ALL_BITS)) return evloop__fail(EINVAL);
+    if (what & EVLOOP_SIGNAL) {
+#ifdef EVLOOP_NO_SIGNALS
+        return evloop__fail(EINVAL);
+#else
+        if ((what & EVLOOP__FD_BITS) || fd <= 0 || fd >= EVLOOP__NSIG) return evloop__fail(EINVAL);
+#endif
+    } else if ((what & EVLOOP__IO_BITS) && fd < 0) {
+        return evloop__fail(EINVAL);
+    }
+    ev->loop = loop;
+    ev->cb = cb;
+    ev->arg = arg;
+    ev->next = NULL;
+    ev->timeout = EVLOOP__NO_TIMEOUT;
+    ev->fd = fd;
+    ev->timer_idx = ev->active_idx = -1;
+    ev->events = what;
+    ev->res = 0;
+    ev->flags = EVLOOP__F_INIT | EVLOOP__F_NEWFD;
+    ev->priority = (unsigned char)(loop->npri / 2);
+    return 0;
+}
+
+EVLOOP__API evloop_event *evloop_event_new(evloop *loop, evloop_socket_t fd, short what,
+                                           evloop_event_cb cb, void *arg)
+{
+    evloop_event *ev = (evloop_event *)EVLOOP_MALLOC(sizeof *ev);
+    if (!ev) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (evloop_event_assign(ev, loop, fd, what, cb, arg) < 0) {
+        EVLOOP_FREE(ev);
+        return NULL;
+    }
+    return ev;
+}
+
+EVLOOP__API void evloop_event_free(evloop_event *ev)
+{
+    if (!ev) return;
+    evloop_event_del(ev);
+    EVLOOP_FREE(ev);
+}
+
+/* A timeval is either a plain duration or a common-timeout handle. */
+static int evloop__parse_timeout(const evloop *loop, const struct timeval *tv, int64_t *out)
+{
+    int code = evloop__common_code(tv);
+    if (code >= 0) {
+        const evloop__common *c = code < loop->ncommons ? loop->commons[code] : NULL;
+        if (!c || c->tv.tv_usec != tv->tv_usec || c->tv.tv_sec != tv->tv_sec)
+            return evloop__fail(EINVAL);
+        *out = -(int64_t)code - 2;
+        return 0;
+    }
+    if (!evloop__tv_valid(tv)) return evloop__fail(EINVAL);
+    *out = evloop__tv_to_ns(tv);
+    return 0;
+}
+
+EVLOOP__API int evloop_event_add(evloop_event *ev, const struct timeval *tv)
+{
+    evloop *loop;
+    int64_t timeout = EVLOOP__NO_TIMEOUT;
+    int was;
+    if (!ev || !(ev->flags & EVLOOP__F_INIT) || !ev->loop) return evloop__fail(EINVAL);
+    loop = ev->loop;
+    /* Everything that can fail comes before the first change. */
+    if (tv &&
+        (evloop__parse_timeout(loop, tv, &timeout) < 0 || evloop__timer_reserve(loop, timeout) < 0))
+        return -1;
+    was = evloop__is_live(ev);
+    if ((ev->events & EVLOOP__IO_BITS) && !(ev->flags & EVLOOP__F_IO) &&
+        evloop__io_start(loop, ev) < 0)
+        return -1;
+#ifndef EVLOOP_NO_SIGNALS
+    if ((ev->events & EVLOOP_SIGNAL) && !(ev->flags & EVLOOP__F_SIG) &&
+        evloop__sig_start(loop, ev) < 0)
+        return -1;
+#endif
+    evloop__timer_stop(loop, ev);
+    ev->timeout = timeout;
+    if (tv) evloop__timer_start(loop, ev, evloop__now(loop) + evloop__timer_duration(loop, ev));
+    evloop__relive(loop, ev, was);
+    return 0;
+}
+
+EVLOOP__API int evloop_event_del(evloop_event *ev)
+{
+    evloop *loop;
+    if (!ev || !(ev->flags & EVLOOP__F_INIT)) return evloop__fail(EINVAL);
+    if (!evloop__is_live(ev)) return 0; /* the loop may be gone: do not touch it */
+    loop = ev->loop;
+    evloop__unpend(loop, ev);
+    if (ev->active_idx >= 0) evloop__queue_cancel(loop, ev);
+    evloop__relive(loop, ev, 1);
+    return 0;
+}
+
+EVLOOP__API int evloop_event_remove_timer(evloop_event *ev)
+{
+    int was;
+    if (!ev || !(ev->flags & EVLOOP__F_INIT)) return evloop__fail(EINVAL);
+    was = evloop__is_live(ev);
+    if (ev->timer_idx >= 0) evloop__timer_stop(ev->loop, ev);
+    ev->timeout = EVLOOP__NO_TIMEOUT;
+    if (was) evloop__relive(ev->loop, ev, was);
+    return 0;
+}
+
+EVLOOP__API void evloop_event_active(evloop_event *ev, int res, short ncalls)
+{
+    (void)ncalls;
+    if (!ev || !(ev->flags & EVLOOP__F_INIT) || !ev->loop) return;
+    evloop__activate(ev->loop, ev, (short)res);
+}
+
+EVLOOP__API int evloop_event_priority_set(evloop_event *ev, int priority)
+{
+    if (!ev || !(ev->flags & EVLOOP__F_INIT) || priority < 0 || priority >= ev->loop->npri)
+        return evloop__fail(EINVAL);
+    if (ev->active_idx >= 0) return evloop__fail(EBUSY);
+    ev->priority = (unsigned char)priority;
+    return 0;
+}
+
+EVLOOP__API int evloop_event_pending(const evloop_event *ev, short what, struct timeval *tv_out)
+{
+    int got = 0;
+    if (!ev || !(ev->flags & EVLOOP__F_INIT)) return 0;
+    if (ev->flags & EVLOOP__F_IO) got |= ev->events & EVLOOP__IO_BITS;
+    if (ev->flags & EVLOOP__F_SIG) got |= EVLOOP_SIGNAL;
+    if (ev->timer_idx >= 0) {
+        got |= EVLOOP_TIMEOUT;
+        if (tv_out) {
+            int64_t left = evloop__timer_deadline(ev->loop, ev) - evloop__clock(CLOCK_MONOTONIC);
+            evloop__ns_to_tv(evloop__clock(CLOCK_REALTIME) + left, tv_out);
+        }
+    }
+    if (ev->active_idx >= 0) got |= ev->res;
+    return got & what & (EVLOOP__IO_BITS | EVLOOP_SIGNAL | EVLOOP_TIMEOUT);
+}
+
+EVLOOP__API int evloop_event_initialized(const evloop_event *ev)
+{
+    return ev && (ev->flags & EVLOOP__F_INIT) ? 1 : 0;
+}
+
+EVLOOP__API evloop_socket_t evloop_event_get_fd(const evloop_event *ev)
+{
+    return ev ? ev->fd : -1;
+}
+
+EVLOOP__API evloop *evloop_event_get_loop(const evloop_event *ev)
+{
+    return ev ? ev->loop : NULL;
+}
+
+EVLOOP__API short evloop_event_get_events(const evloop_event *ev)
+{
+    return ev ? ev->events : 0;
+}
+
+EVLOOP__API evloop_event_cb evloop_event_get_callback(const evloop_event *ev)
+{
+    return ev ? ev->cb : NULL;
+}
+
+EVLOOP__API void *evloop_event_get_callback_arg(const evloop_event *ev)
+{
+    return ev ? ev->arg : NULL;
+}
+
+EVLOOP__API int evloop_event_get_priority(const evloop_event *ev)
+{
+    return ev ? ev->priority : -1;
+}
+
+#endif /* EVLOOP_IMPLEMENTATION */
+
+/*
+------------------------------------------------------------------------------
+This software is available under the MIT License.
+------------------------------------------------------------------------------
+Copyright (c) 2026 the evloop authors
+
+Permission is hereby granted, free of charge, to any person obtaining a copy of
+this software and associated documentation files (the "Software"), to deal in
+the Software without restriction, including without limitation the rights to
+use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies
+of the Software, and to permit persons to whom the Software is furnished to do
+so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+------------------------------------------------------------------------------
+*/

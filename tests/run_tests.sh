@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# The whole test suite, as `make test` runs it:
+#   1. formatting (clang-format, when installed)
+#   2. compile checks: gcc and clang (when installed), C99, C11 and C++11,
+#      every backend, two translation units, EVLOOP_STATIC, each EVLOOP_NO_*
+#      option, and the combinations that must refuse to compile
+#   3. the test program on every backend, plain and under ASan+UBSan
+#   4. the threaded tests under TSan
+#   5. the examples, started and talked to by tests/test_examples.c
+# It ends with "N passed, N failed, N skipped" and fails if anything failed.
+set -u
+cd "$(dirname "$0")/.."
+
+B=build/test
+mkdir -p "$B"
+WARN="-Wall -Wextra -Wpedantic -Werror"
+BACKENDS="epoll poll select kqueue"
+passed=0 failed=0 skipped=0
+
+ok() { echo "ok   $1"; passed=$((passed + 1)); }
+bad() { echo "FAIL $1"; failed=$((failed + 1)); }
+skip() { echo "skip $1: $2"; skipped=$((skipped + 1)); }
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# check NAME CMD...: one pass or fail, showing the output of a failure.
+check() {
+    local name=$1 log="$B/check.log"
+    shift
+    if "$@" >"$log" 2>&1; then ok "$name"; else bad "$name"; sed 's/^/    /' "$log" | head -40; fi
+}
+
+# check_fails NAME CMD...: the command must fail (a build that must be refused).
+check_fails() {
+    local name=$1
+    shift
+    if "$@" >/dev/null 2>&1; then bad "$name (compiled but must not)"; else ok "$name"; fi
+}
+
+backend_flags() {
+    local b=$1
+    if [ "$b" = kqueue ]; then echo "-DEVLOOP_BACKEND_KQUEUE -Itests/kqueue"; else echo "-DEVLOOP_BACKEND_${b^^}"; fi
+}
+
+# Add up a finished suite's "N passed, N failed" line; a suite that died
+# without printing one counts as one failure.
+tally() {
+    local name=$1 out=$2 rc=$3 line p f
+    grep -E '^(FAIL|not ok)' "$out" | sed "s/^/[$name] /"
+    line=$(grep -Eo '[0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
+    if [ -z "$line" ]; then
+        bad "$name: no summary line (exit $rc)"
+        tail -n 20 "$out" | sed 's/^/    /'
+        return
+    fi
+    p=${line%% passed*}
+    f=${line#*, }
+    f=${f%% failed*}
+    echo "$name: $line"
+    passed=$((passed + p))
+    failed=$((failed + f))
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then bad "$name: exit status $rc"; fi
+}
+
+compilers="gcc"
+have clang && compilers="gcc clang"
+
+echo "== formatting"
+if have clang-format; then
+    check "make format-check" make -s format-check
+else
+    skip "format-check" "clang-format not installed"
+fi
+
+echo "== compile checks"
+have clang || skip "clang compile checks" "clang not installed"
+for cc in $compilers; do
+    cxx=g++
+    [ "$cc" = clang ] && cxx=clang++
+    for b in $BACKENDS; do
+        bf=$(backend_flags "$b")
+        for std in c99 c11; do
+            check "$cc -std=$std $b: minimal program builds and runs" \
+                sh -c "$cc -std=$std $WARN -pthread -I. $bf tests/compile/minimal.c -o $B/min && $B/min"
+        done
+        check "$cxx -std=c++11 $b: minimal program builds and runs" \
+            sh -c "$cxx -x c++ -std=c++11 $WARN -pthread -I. $bf tests/compile/minimal.c -o $B/min && $B/min"
+        check "$cxx -std=c++11 $b: test program compiles as C++" \
+            $cxx -x c++ -std=c++11 $WARN -pthread -I. -Itests $bf -c tests/test_evloop.c -o "$B/cxx.o"
+    done
+    for opt in EVLOOP_NO_SIGNALS EVLOOP_NO_THREADS EVLOOP_NO_STDIO "EVLOOP_NO_SIGNALS -DEVLOOP_NO_THREADS -DEVLOOP_NO_STDIO"; do
+        pt=-pthread
+        case "$opt" in *NO_THREADS*) pt= ;; esac
+        check "$cc -D$opt builds and runs" \
+            sh -c "$cc -std=c99 $WARN $pt -I. -D$opt tests/compile/minimal.c -o $B/min && $B/min"
+        check "$cxx -D$opt compiles as C++" \
+            $cxx -x c++ -std=c++11 $WARN -I. -D$opt -c tests/compile/minimal.c -o "$B/min.o"
+    done
+    check "$cc two translation units link and run" \
+        sh -c "$cc -std=c99 $WARN -pthread -I. tests/compile/tu_impl.c tests/compile/tu_other.c -o $B/tu && $B/tu"
+    check "$cxx two translation units link and run" \
+        sh -c "$cxx -x c++ -std=c++11 $WARN -pthread -I. tests/compile/tu_impl.c tests/compile/tu_other.c -o $B/tu && $B/tu"
+    check "$cc EVLOOP_STATIC in two translation units" \
+        sh -c "$cc -std=c99 $WARN -pthread -I. -c -DTU_NAME=static_a tests/compile/tu_static.c -o $B/sa.o &&
+               $cc -std=c99 $WARN -pthread -I. -c -DTU_NAME=static_b tests/compile/tu_static.c -o $B/sb.o &&
+               $cc -std=c99 $WARN -pthread tests/compile/static_main.c $B/sa.o $B/sb.o -o $B/st && $B/st"
+    check "$cc allocator hooks see every allocation" \
+        sh -c "$cc -std=c99 $WARN -pthread -I. tests/compile/hooks.c -o $B/hooks && $B/hooks"
+    check_fails "$cc refuses one allocator hook without the others" \
+        $cc -std=c99 -I. -c tests/compile/bad_hooks.c -o "$B/bad.o"
+    check_fails "$cc refuses two forced backends" \
+        $cc -std=c99 -I. -DEVLOOP_BACKEND_EPOLL -DEVLOOP_BACKEND_POLL -c tests/compile/minimal.c -o "$B/bad.o"
+    for ex in examples/*.c; do
+        check "$cc builds $ex warning-free" $cc -std=c99 $WARN -pthread -I. "$ex" -o "$B/ex"
+    done
+done
+
+# Sanitizers: clang when present (its runtime is the reference), else gcc.
+san_cc=gcc
+have clang && san_cc=clang
+
+echo "== building the test program"
+pids=""
+for b in $BACKENDS; do
+    bf=$(backend_flags "$b")
+    gcc -std=c99 $WARN -g -O1 -pthread -I. -Itests $bf tests/test_evloop.c -o "$B/test_$b" >"$B/build_$b.log" 2>&1 &
+    pids="$pids $!"
+    $san_cc -std=c99 $WARN -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+        -fno-sanitize-recover=undefined -pthread -I. -Itests $bf tests/test_evloop.c \
+        -o "$B/asan_$b" >"$B/build_asan_$b.log" 2>&1 &
+    pids="$pids $!"
+done
+wait $pids
+$san_cc -std=c99 $WARN -g -O1 -fsanitize=thread -pthread -I. -Itests -DEVLOOP_BACKEND_EPOLL \
+    tests/test_evloop.c -o "$B/tsan_epoll" >"$B/build_tsan.log" 2>&1
+make -s examples >"$B/build_examples.log" 2>&1
+gcc -std=c99 $WARN -g -O1 -pthread -I. tests/test_examples.c -o "$B/test_examples" >>"$B/build_examples.log" 2>&1
+
+for log in "$B"/build_*.log; do
+    if [ -s "$log" ]; then bad "build: $log"; sed 's/^/    /' "$log" | head -40; fi
+done
+
+# Two suites at a time: the machine has two cores and the tests are timed.
+run_pair() {
+    local a=$1 b=$2 ra rb
+    shift 2
+    "$B/$a" "$@" >"$B/$a.out" 2>&1 &
+    local pa=$!
+    "$B/$b" "$@" >"$B/$b.out" 2>&1 &
+    local pb=$!
+    wait $pa; ra=$?
+    wait $pb; rb=$?
+    tally "$a" "$B/$a.out" $ra
+    tally "$b" "$B/$b.out" $rb
+}
+
+echo "== test program, every backend"
+run_pair test_epoll test_poll
+run_pair test_select test_kqueue
+
+echo "== test program under ASan+UBSan ($san_cc)"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1
+run_pair asan_epoll asan_poll
+run_pair asan_select asan_kqueue
+
+echo "== threaded tests under TSan ($san_cc)"
+if [ -x "$B/tsan_epoll" ]; then
+    tsan_tests=$("$B/tsan_epoll" -l 2>/dev/null | grep -E 'thread|post' | tr '\n' ' ')
+    # shellcheck disable=SC2086
+    TSAN_OPTIONS=halt_on_error=1 "$B/tsan_epoll" $tsan_tests >"$B/tsan.out" 2>&1
+    tally tsan_epoll "$B/tsan.out" $?
+fi
+
+echo "== examples"
+if [ -x "$B/test_examples" ]; then
+    "$B/test_examples" build/examples >"$B/examples.out" 2>&1
+    rc=$?
+    cat "$B/examples.out" | grep -v '^ok'
+    tally examples "$B/examples.out" $rc
+fi
+
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]
