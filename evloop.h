@@ -352,7 +352,7 @@ enum {
 #define EVLOOP__IO_BITS     (EVLOOP_READ | EVLOOP_WRITE | EVLOOP_CLOSED)
 #define EVLOOP__FD_BITS     (EVLOOP__IO_BITS | EVLOOP_ET)
 #define EVLOOP__ALL_BITS    (EVLOOP__FD_BITS | EVLOOP_TIMEOUT | EVLOOP_SIGNAL | EVLOOP_PERSIST)
-#define EVLOOP__KMASK_STALE 0x100u /* "old" mask meaning: the kernel may not know this fd */
+#define EVLOOP__KMASK_STALE 0x100u /* or-ed into an "old" mask: the fd may name a new file */
 #define EVLOOP__NO_TIMEOUT  (-1)   /* ev->timeout: no timer; <= -2: common queue -(code + 2) */
 #define EVLOOP__NS          INT64_C(1000000000)
 #define EVLOOP__MAX_NS      (INT64_C(100) * 366 * 86400 * EVLOOP__NS) /* ~100 years */
@@ -366,6 +366,7 @@ typedef struct evloop__fdinfo {
     evloop_event *head;   /* events on this fd, in the order they were added */
     unsigned char kmask;  /* interest the backend has now */
     unsigned char queued; /* on the change list */
+    unsigned char ready;  /* kqueue: bits gathered from one batch */
 } evloop__fdinfo;
 
 typedef struct evloop__timer {
@@ -493,7 +494,7 @@ static void evloop__store(int *p, int v)
 #endif
 }
 
-static int evloop__exchange(int *p, int v)
+EVLOOP__MAYBE_UNUSED static int evloop__exchange(int *p, int v)
 {
 #ifdef EVLOOP__ATOMIC_OK
     return __atomic_exchange_n(p, v, __ATOMIC_ACQ_REL);
@@ -544,12 +545,12 @@ static void evloop__update_time(evloop *loop)
     loop->wall_ok = 0;
 }
 
-/* Timers added from a callback count from a fresh clock reading, so they
-   never fire early however long the callbacks before them took. */
-static int64_t evloop__now(evloop *loop)
+/* The cached time is exact only between a wakeup and the first callback;
+   after that (or outside evloop_run) read the clock, so that a timeout
+   counts from the moment it is set and never fires early. */
+static int64_t evloop__now(const evloop *loop)
 {
-    if (loop->time_stale) evloop__update_time(loop);
-    return loop->now;
+    return loop->time_stale ? evloop__clock(CLOCK_MONOTONIC) : loop->now;
 }
 
 static int evloop__tv_valid(const struct timeval *tv)
@@ -868,10 +869,13 @@ static void evloop__fd_ready(evloop *loop, int fd, unsigned bits);
      evloop__be_init(loop)                 create kernel state
      evloop__be_free(loop)                 release it (also in a forked child)
      evloop__be_change(loop, fd, old, new) move fd's interest from old to new;
-                                           old == 0 or EVLOOP__KMASK_STALE means
-                                           the kernel may not know fd: check it
-     evloop__be_wait(loop, timeout_ns)     wait (-1: forever), then report each
-                                           ready fd with evloop__fd_ready      */
+                                           old == 0 or with EVLOOP__KMASK_STALE
+                                           means the kernel may not know fd:
+                                           check it and register it afresh
+     evloop__be_wait(loop, timeout_ns)     wait (-1: forever), read the clock
+                                           (so restarted timeouts count from
+                                           the wakeup), then report each ready
+                                           fd with evloop__fd_ready            */
 
 #if defined(EVLOOP_BACKEND_EPOLL)
 /*== BACKEND: EPOLL ==*/
@@ -930,6 +934,7 @@ static int evloop__be_change(evloop *loop, int fd, unsigned old, unsigned mask)
 static int evloop__be_wait(evloop *loop, int64_t timeout_ns)
 {
     int i, n = epoll_wait(loop->be.epfd, loop->be.out, loop->be.cap, evloop__ns_to_ms(timeout_ns));
+    evloop__update_time(loop);
     if (n < 0) return errno == EINTR ? 0 : -1;
     for (i = 0; i < n; i++) {
         unsigned e = loop->be.out[i].events, bits = 0;
@@ -991,11 +996,13 @@ static int evloop__kq_push(evloop *loop, int fd, int filter, int flags)
 static int evloop__kq_filter(evloop *loop, int fd, int filter, unsigned old, unsigned mask,
                              unsigned want_bits)
 {
-    int had = old != EVLOOP__KMASK_STALE && (old & want_bits);
-    int wants = (mask & want_bits) != 0;
-    int was_et = (old & EVLOOP_ET) != 0, et = (mask & EVLOOP_ET) != 0;
-    if (wants && (!had || was_et != et || old == EVLOOP__KMASK_STALE))
-        return evloop__kq_push(loop, fd, filter, EV_ADD | EV_ENABLE | (et ? EV_CLEAR : 0));
+    int had = (old & want_bits) != 0, wants = (mask & want_bits) != 0;
+    int et_changed = ((old ^ mask) & EVLOOP_ET) != 0, stale = (old & EVLOOP__KMASK_STALE) != 0;
+    if (wants && (!had || et_changed || stale))
+        return evloop__kq_push(loop, fd, filter,
+                               EV_ADD | EV_ENABLE | ((mask & EVLOOP_ET) ? EV_CLEAR : 0));
+    /* Deleting only what we added: a failed change makes kevent return at
+       once with nothing but the error. */
     if (!wants && had) return evloop__kq_push(loop, fd, filter, EV_DELETE);
     return 0;
 }
@@ -1003,7 +1010,7 @@ static int evloop__kq_filter(evloop *loop, int fd, int filter, unsigned old, uns
 static int evloop__be_change(evloop *loop, int fd, unsigned old, unsigned mask)
 {
     int saved = loop->be.nchanges;
-    if ((old == 0 || old == EVLOOP__KMASK_STALE) && evloop__fd_is_open(fd) < 0) return -1;
+    if ((old == 0 || (old & EVLOOP__KMASK_STALE)) && evloop__fd_is_open(fd) < 0) return -1;
     if (evloop__kq_filter(loop, fd, EVFILT_READ, old, mask, EVLOOP_READ | EVLOOP_CLOSED) < 0 ||
         evloop__kq_filter(loop, fd, EVFILT_WRITE, old, mask, EVLOOP_WRITE) < 0) {
         loop->be.nchanges = saved;
@@ -1029,19 +1036,27 @@ static int evloop__be_wait(evloop *loop, int64_t timeout_ns)
         tsp = &ts;
     }
     n = kevent(be->kq, be->changes, be->nchanges, be->out, be->out_cap, tsp);
+    evloop__update_time(loop);
     be->nchanges = 0;
     if (n < 0) return errno == EINTR ? 0 : -1;
+    /* READ and WRITE of one fd come as two entries: gather them first, so a
+       non-persistent event watching both sees both bits in one callback. */
     for (i = 0; i < n; i++) {
         const struct kevent *k = &be->out[i];
-        unsigned bits;
-        if (k->flags & EV_ERROR) continue; /* a change on an fd closed meanwhile */
+        int fd = (int)k->ident;
+        if ((k->flags & EV_ERROR) || fd >= loop->nfds) continue; /* e.g. closed meanwhile */
         if (k->filter == EVFILT_READ)
-            bits = EVLOOP_READ | ((k->flags & EV_EOF) ? EVLOOP_CLOSED : 0u);
+            loop->fds[fd].ready |= EVLOOP_READ | ((k->flags & EV_EOF) ? EVLOOP_CLOSED : 0u);
         else if (k->filter == EVFILT_WRITE)
-            bits = EVLOOP_WRITE;
-        else
-            continue;
-        evloop__fd_ready(loop, (int)k->ident, bits);
+            loop->fds[fd].ready |= EVLOOP_WRITE;
+    }
+    for (i = 0; i < n; i++) {
+        int fd = (int)be->out[i].ident;
+        unsigned bits;
+        if ((be->out[i].flags & EV_ERROR) || fd >= loop->nfds || !loop->fds[fd].ready) continue;
+        bits = loop->fds[fd].ready;
+        loop->fds[fd].ready = 0;
+        evloop__fd_ready(loop, fd, bits);
     }
     return 0;
 }
@@ -1109,6 +1124,7 @@ static int evloop__be_wait(evloop *loop, int64_t timeout_ns)
 {
     evloop__backend *be = &loop->be;
     int i, n = poll(be->pfds, (nfds_t)be->n, evloop__ns_to_ms(timeout_ns));
+    evloop__update_time(loop);
     if (n < 0) return errno == EINTR ? 0 : -1;
     for (i = 0; i < be->n && n > 0; i++) {
         unsigned r = (unsigned)be->pfds[i].revents, bits = 0;
@@ -1144,7 +1160,7 @@ static int evloop__be_change(evloop *loop, int fd, unsigned old, unsigned mask)
 {
     evloop__backend *be = &loop->be;
     if (fd >= FD_SETSIZE) return evloop__fail(EINVAL); /* FD_SET would write out of bounds */
-    if ((old == 0 || old == EVLOOP__KMASK_STALE) && mask && evloop__fd_is_open(fd) < 0) return -1;
+    if ((old == 0 || (old & EVLOOP__KMASK_STALE)) && mask && evloop__fd_is_open(fd) < 0) return -1;
     FD_CLR(fd, &be->rd);
     FD_CLR(fd, &be->wr);
     if (mask & EVLOOP_READ) FD_SET(fd, &be->rd);
@@ -1166,6 +1182,7 @@ static int evloop__be_wait(evloop *loop, int64_t timeout_ns)
         tvp = &tv;
     }
     n = select(be->maxfd + 1, &rd, &wr, NULL, tvp);
+    evloop__update_time(loop);
     if (n < 0 && errno == EBADF) {
         /* Some fd was closed behind our back: report those so the owner notices. */
         for (fd = 0; fd <= be->maxfd; fd++)
@@ -1201,7 +1218,7 @@ static int evloop__io_start(evloop *loop, evloop_event *ev)
     fi = &loop->fds[ev->fd];
     want = evloop__fd_wanted(fi) | ((unsigned)ev->events & EVLOOP__FD_BITS);
     if (!fi->kmask || (ev->flags & EVLOOP__F_NEWFD)) {
-        unsigned old = fi->kmask ? EVLOOP__KMASK_STALE : 0;
+        unsigned old = fi->kmask ? fi->kmask | EVLOOP__KMASK_STALE : 0;
         if (evloop__be_change(loop, ev->fd, old, want) < 0) return -1;
         fi->kmask = (unsigned char)want;
     } else if (want != fi->kmask) {
@@ -1264,7 +1281,7 @@ static void evloop__wake_fd(int fd)
     (void)r; /* full means a wakeup is pending already */
 }
 
-static void evloop__wake(evloop *loop)
+EVLOOP__MAYBE_UNUSED static void evloop__wake(evloop *loop)
 {
     if (!evloop__exchange(&loop->wake_sent, 1)) evloop__wake_fd(loop->wake_wr);
 }
@@ -1353,7 +1370,9 @@ static int evloop__sig_install(evloop *loop, int sig)
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = evloop__sig_handler;
     sigfillset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
+#ifdef SA_RESTART
+    sa.sa_flags = SA_RESTART; /* absent only in a strict mode without POSIX */
+#endif
     EVLOOP__SIG_LOCK();
     if (evloop__sigs[sig].owner) {
         rc = evloop__fail(EBUSY);
@@ -1799,6 +1818,7 @@ EVLOOP__API evloop *evloop_new(void)
     loop->npri = 1;
     evloop__init_internal(loop, &loop->exit_ev, evloop__exit_cb, loop);
     evloop__update_time(loop);
+    loop->time_stale = 1; /* timers added before the first run read the clock again */
     loop->active = (evloop__queue *)EVLOOP_MALLOC(sizeof *loop->active);
     if (!loop->active) {
         EVLOOP_FREE(loop);
@@ -1924,7 +1944,6 @@ EVLOOP__API int evloop_run(evloop *loop, int flags)
             rc = -1;
             break;
         }
-        evloop__update_time(loop);
         evloop__timers_expire(loop);
         ran = evloop__run_posted(loop);
         ran += evloop__run_active(loop);
@@ -2259,7 +2278,9 @@ EVLOOP__API int evloop_event_add(evloop_event *ev, const struct timeval *tv)
 #endif
     evloop__timer_stop(loop, ev);
     ev->timeout = timeout;
-    if (tv) evloop__timer_start(loop, ev, evloop__now(loop) + evloop__timer_duration(loop, ev));
+    if (tv)
+        evloop__timer_start(loop, ev,
+                            evloop__clock(CLOCK_MONOTONIC) + evloop__timer_duration(loop, ev));
     evloop__relive(loop, ev, was);
     return 0;
 }
