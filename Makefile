@@ -8,13 +8,14 @@ BUILD    = build
 EXAMPLES = rot13_server fifo_reader timers signals echo_server
 FORMAT   = evloop.h $(wildcard examples/*.c tests/*.c tests/*.h tests/*/*.c tests/kqueue/sys/*.h)
 
-.PHONY: all help run test examples format format-check clean
+.PHONY: all help run test bench examples format format-check clean
 
 all: examples
 
 help:
 	@echo "make run           build and start the ROT13 demo server on 127.0.0.1:40713"
 	@echo "make test          run the whole test suite (prints 'N passed, N failed')"
+	@echo "make bench         benchmarks against libevent, libev, libuv (installs them)"
 	@echo "make examples      build examples/*.c into $(BUILD)/examples/"
 	@echo "make format        rewrite sources with clang-format"
 	@echo "make format-check  fail if any source is not formatted"
@@ -34,6 +35,9 @@ run: $(BUILD)/examples/rot13_server
 
 test:
 	@bash tests/run_tests.sh
+
+bench:
+	@bash tests/bench/run.sh
 
 format:
 	clang-format -i $(FORMAT)

@@ -1936,6 +1936,7 @@ EVLOOP__API int evloop_run(evloop *loop, int flags)
             break;
         }
         if (!(flags & EVLOOP_NO_EXIT_ON_EMPTY) && !loop->nlive && !evloop__posted(loop)) {
+            evloop__reify(loop); /* leave the kernel with what the events say */
             rc = 1;
             break;
         }

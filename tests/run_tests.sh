@@ -4,7 +4,8 @@
 #   2. compile checks: gcc and clang (when installed), C99, C11 and C++11,
 #      every backend, two translation units, EVLOOP_STATIC, each EVLOOP_NO_*
 #      option, and the combinations that must refuse to compile
-#   3. the test program on every backend, plain and under ASan+UBSan
+#   3. the test program on every backend, plain and under ASan+UBSan, and
+#      the system calls the change list makes (epoll, kqueue)
 #   4. the threaded tests under TSan
 #   5. the examples, started and talked to by tests/test_examples.c
 # It ends with "N passed, N failed, N skipped" and fails if anything failed.
@@ -103,7 +104,7 @@ for cc in $compilers; do
         sh -c "$cc -std=c99 $WARN -pthread -I. -c -DTU_NAME=static_a tests/compile/tu_static.c -o $B/sa.o &&
                $cc -std=c99 $WARN -pthread -I. -c -DTU_NAME=static_b tests/compile/tu_static.c -o $B/sb.o &&
                $cc -std=c99 $WARN -pthread tests/compile/static_main.c $B/sa.o $B/sb.o -o $B/st && $B/st"
-    check "$cc allocator hooks see every allocation" \
+    check "$cc allocator hooks: all freed, none in the steady state" \
         sh -c "$cc -std=c99 $WARN -pthread -I. tests/compile/hooks.c -o $B/hooks && $B/hooks"
     check_fails "$cc refuses one allocator hook without the others" \
         $cc -std=c99 -I. -c tests/compile/bad_hooks.c -o "$B/bad.o"
@@ -158,6 +159,17 @@ run_pair() {
 echo "== test program, every backend"
 run_pair test_epoll test_poll
 run_pair test_select test_kqueue
+
+echo "== system calls made by the change list"
+for b in epoll kqueue; do
+    if gcc -std=c99 $WARN -g -pthread -I. $(backend_flags $b) tests/test_syscalls.c -o "$B/syscalls_$b" >"$B/syscalls_$b.out" 2>&1; then
+        "$B/syscalls_$b" >"$B/syscalls_$b.out" 2>&1
+        tally "syscalls_$b" "$B/syscalls_$b.out" $?
+    else
+        bad "build tests/test_syscalls.c ($b)"
+        sed 's/^/    /' "$B/syscalls_$b.out" | head -20
+    fi
+done
 
 echo "== test program under ASan+UBSan ($san_cc)"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1

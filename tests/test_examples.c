@@ -50,7 +50,7 @@ static char reason[512];
 static const char *bindir;
 
 /* Everything the emergency handler must undo; written only outside it. */
-static volatile pid_t live_pid = -1;
+static volatile sig_atomic_t live_pid = -1;
 static char tmp_dir[64];
 static char fifo_path[128];
 
@@ -109,7 +109,7 @@ static void sleep_ms(int ms)
 static void on_emergency(int sig)
 {
     static const char msg[] = "test_examples: interrupted or timed out, cleaning up\n";
-    pid_t pid = live_pid;
+    pid_t pid = (pid_t)live_pid;
     ssize_t ignored;
 
     if (pid > 0) {
@@ -123,16 +123,30 @@ static void on_emergency(int sig)
     _exit(sig == SIGALRM ? 2 : 1);
 }
 
+static const int emergency_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGALRM};
+
+/* Blocks (how = SIG_BLOCK) or unblocks the signals that trigger on_emergency. */
+static void mask_emergency_signals(int how)
+{
+    sigset_t set;
+    size_t i;
+
+    sigemptyset(&set);
+    for (i = 0; i < sizeof emergency_signals / sizeof emergency_signals[0]; i++)
+        sigaddset(&set, emergency_signals[i]);
+    sigprocmask(how, &set, NULL);
+}
+
 static void install_emergency_handlers(void)
 {
-    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGALRM};
     struct sigaction sa;
     size_t i;
 
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_emergency;
     sigemptyset(&sa.sa_mask);
-    for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
+    for (i = 0; i < sizeof emergency_signals / sizeof emergency_signals[0]; i++)
+        sigaction(emergency_signals[i], &sa, NULL);
     /* Writing to a socket the server already closed must fail, not kill us. */
     signal(SIGPIPE, SIG_IGN);
     alarm(WATCHDOG_SECONDS);
@@ -170,10 +184,11 @@ static void exec_child(char **argv, int out_fd)
     }
     dup2(out_fd, 1);
     if (out_fd != 1) close(out_fd);
-    /* exec keeps ignored signals ignored: give the example a normal start. */
+    /* exec keeps ignored signals ignored and blocked ones blocked: give the
+       example a normal start. */
     signal(SIGPIPE, SIG_DFL);
-    signal(SIGALRM, SIG_DFL);
     alarm(0);
+    mask_emergency_signals(SIG_UNBLOCK);
     execvp(argv[0], argv);
     fprintf(stderr, "test_examples: cannot run %s: %s\n", argv[0], strerror(errno));
     _exit(127);
@@ -198,18 +213,20 @@ static int spawn(struct child *c, const char *name, const char *const *args)
     if (pipe(fds) < 0) return why("pipe: %s", strerror(errno));
     fcntl(fds[0], F_SETFD, FD_CLOEXEC);
     fflush(stdout);
+    /* No emergency exit between fork and recording the pid: it would miss the child. */
+    mask_emergency_signals(SIG_BLOCK);
     c->pid = fork();
-    if (c->pid < 0) {
-        close(fds[0]);
-        close(fds[1]);
-        return why("fork: %s", strerror(errno));
-    }
     if (c->pid == 0) {
         close(fds[0]);
         exec_child(argv, fds[1]);
     }
     live_pid = c->pid;
+    mask_emergency_signals(SIG_UNBLOCK);
     close(fds[1]);
+    if (c->pid < 0) {
+        close(fds[0]);
+        return why("fork: %s", strerror(errno));
+    }
     c->out_fd = fds[0];
     return 0;
 }
@@ -224,6 +241,7 @@ static int read_line(struct child *c, char *line, size_t size, int timeout_ms)
         char *nl = memchr(c->buf, '\n', c->len);
         struct pollfd pfd;
         ssize_t n;
+        int left;
 
         if (nl || c->len == sizeof c->buf) {
             size_t take = nl ? (size_t)(nl - c->buf) : c->len;
@@ -236,9 +254,10 @@ static int read_line(struct child *c, char *line, size_t size, int timeout_ms)
             c->len -= take;
             return 1;
         }
+        left = (int)(deadline - now_ms());
         pfd.fd = c->out_fd;
         pfd.events = POLLIN;
-        n = poll(&pfd, 1, (int)(deadline - now_ms()) > 0 ? (int)(deadline - now_ms()) : 0);
+        n = poll(&pfd, 1, left > 0 ? left : 0);
         if (n == 0) return -1;
         if (n < 0 && errno != EINTR) return -1;
         if (n < 0) continue;
@@ -724,17 +743,33 @@ static int start_server(struct child *c, const char *name, int port, const char 
     return -1;
 }
 
+/* Starts a server on *port (0: any free port). A port that is free when we
+   look may be taken before the server binds it (another test run, say), so
+   on failure retry a few times on ports the kernel reports free, saying so.
+   Leaves the port used in *port. Returns 0, or -1 with reason set. */
+static int start_server_on_some_port(struct child *c, const char *name, int *port,
+                                     const char *extra)
+{
+    int attempt, rc = -1;
+
+    for (attempt = 0; attempt < 4 && rc < 0; attempt++) {
+        int want = *port;
+
+        if (attempt > 0 || want == 0 || !port_is_free(want)) *port = free_port();
+        if (want && *port != want) note("port %d is busy; starting %s on %d", want, name, *port);
+        if (*port <= 0) return why("no free port");
+        rc = start_server(c, name, *port, extra);
+        if (rc == -2) return -1; /* could not even run it: another port will not help */
+    }
+    return rc;
+}
+
 static void test_rot13(void)
 {
     struct child c;
     int port = ROT13_PORT;
 
-    /* The tutorial fixes the port; if something else has it, use another. */
-    if (!port_is_free(port)) {
-        port = free_port();
-        note("port %d is busy; running rot13_server on port %d instead", ROT13_PORT, port);
-    }
-    if (start_server(&c, "rot13_server", port, NULL) < 0) {
+    if (start_server_on_some_port(&c, "rot13_server", &port, NULL) < 0) {
         report("rot13_server starts and prints its ready line", -1);
         return;
     }
@@ -747,29 +782,31 @@ static void test_rot13(void)
 
 /*== ECHO SERVER ==*/
 
-#define ECHO_SIZE (1024 * 1024)
-
-static int check_echo_mib(int port)
+/* Echoes size bytes through the server and compares. The client reads only
+   after read_delay_ms: with more data than the kernel buffers hold between
+   the two ends (a few MiB on Linux), the server's send() must then come up
+   short and its write-backlog path (reading paused) is exercised. */
+static int check_echo(int port, size_t size, int read_delay_ms)
 {
     struct transfer t;
-    char *data = malloc(ECHO_SIZE);
+    char *data = malloc(size);
     unsigned state = 12345;
     size_t i;
     int rc;
 
     if (!data) return why("out of memory");
     /* Every byte value, NUL and '\n' included: echo must not care. */
-    for (i = 0; i < ECHO_SIZE; i++) {
+    for (i = 0; i < size; i++) {
         state = state * 1103515245u + 12345u;
         data[i] = (char)(state >> 16);
     }
     memset(&t, 0, sizeof t);
     t.out = data;
-    t.out_len = ECHO_SIZE;
-    t.in_max = 4 << 20;
+    t.out_len = size;
+    t.in_max = 2 * size;
     t.fd = connect_local(port, 8192);
-    rc = t.fd < 0 ? -1 : run_transfers(&t, 1, 15000, 300);
-    if (rc == 0) rc = compare_bytes("echo", t.in, t.in_len, data, ECHO_SIZE);
+    rc = t.fd < 0 ? -1 : run_transfers(&t, 1, 15000, read_delay_ms);
+    if (rc == 0) rc = compare_bytes("echo", t.in, t.in_len, data, size);
     free_transfers(&t, 1, 0);
     free(data);
     return rc;
@@ -822,19 +859,17 @@ static int check_idle_reset(struct child *c, int port)
 static void test_echo(void)
 {
     struct child c;
-    int attempt, port = -1, rc = -1;
+    int port = 0;
 
-    /* The port is free when we ask, but someone may take it before the server
-       binds: retry a few times with a new one. */
-    for (attempt = 0; attempt < 3 && rc < 0; attempt++) {
-        port = free_port();
-        rc = port < 0 ? why("no free port") : start_server(&c, "echo_server", port, "1");
-        if (rc == -2) break; /* could not even run it: another port will not help */
-        if (rc < 0) note("echo_server on port %d did not start: %s", port, reason);
+    if (start_server_on_some_port(&c, "echo_server", &port, "1") < 0) {
+        report("echo_server starts and prints its ready line", -1);
+        return;
     }
-    report("echo_server starts and prints its ready line", rc < 0 ? -1 : 0);
-    if (rc < 0) return;
-    report("echo_server echoes 1 MiB byte for byte", check_echo_mib(port));
+    report("echo_server starts and prints its ready line", 0);
+    report("echo_server echoes 1 MiB byte for byte", check_echo(port, 1 << 20, 100));
+    /* The late reader stalls for less than the 1 s idle timeout, on purpose. */
+    report("echo_server echoes 8 MiB to a late reader (write backlog)",
+           check_echo(port, 8 << 20, 500));
     report("echo_server closes an idle connection after 1 s", check_idle_close(&c, port));
     report("echo_server activity restarts the idle timeout", check_idle_reset(&c, port));
     finish_child(&c, SIGTERM, "echo_server exits 0 on SIGTERM", "got SIGTERM, shutting down");
