@@ -81,6 +81,28 @@ BACKENDS
    Signals and evloop_post share one internal descriptor (an eventfd on Linux,
    a pipe elsewhere). All internal descriptors are close-on-exec.
 
+ERRORS
+
+   Functions that can fail return -1 (or NULL) and set errno, and leave the
+   loop and the event as they were. Beyond the kernel's own errors:
+   EINVAL   bad flags or bits, malformed timeval (negative, or tv_usec out of
+            range), READ/WRITE with fd < 0, signal number out of range, NULL
+            callback, priority out of range, an event never assigned
+   EBADF    adding a closed descriptor (checked at the first add)
+   EPERM    adding a regular file under epoll
+   EBUSY    a second loop adding a signal another loop watches; evloop_run
+            from inside a callback of the same loop; evloop_priority_init
+            while events are pending; evloop_event_priority_set on an event
+            whose callback is queued
+   ENOMEM   allocation failed; more than 256 common timeouts
+
+   Several events may watch one descriptor; EVLOOP_ET applies to the
+   descriptor as a whole if any of them asks for it. Signal callbacks get the
+   signal number as fd and EVLOOP_SIGNAL as what. evloop_event_active runs
+   the callback once with what == res (ncalls is accepted for libevent
+   compatibility). Events are not copied: an evloop_event must stay where it
+   is while it is pending.
+
 TIME
 
    Timers run on CLOCK_MONOTONIC in nanoseconds. The loop reads the clock once
@@ -454,7 +476,7 @@ struct evloop {
     int nlive;   /* user events pending or active */
     evloop_event *running;
     evloop__once *onces;
-    unsigned char in_run, wall_ok, time_stale, nonblock_round;
+    unsigned char in_run, wall_ok, time_stale;
     int got_exit, got_break; /* written from other threads: atomics */
     int wake_rd, wake_wr;    /* wakeup descriptor(s); equal for an eventfd */
     int wake_sent;           /* a wakeup is in flight */

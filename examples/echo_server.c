@@ -16,8 +16,8 @@
                                    for IDLE_SECONDS and the server hangs up.
            Ctrl-C (SIGINT) or SIGTERM stops the server cleanly. */
 
-#define _POSIX_C_SOURCE 200809L /* sigaction, fcntl flags, etc. under -std=c99 */
-
+/* evloop.h first: it also turns on the POSIX declarations (sigaction,
+   clock_gettime, ...) that a strict -std=c99 hides from the headers below. */
 #define EVLOOP_IMPLEMENTATION
 #include "evloop.h"
 

@@ -22,8 +22,8 @@
    Try:    echo hello > event.fifo              (in another terminal; repeat at will)
            Ctrl-C (SIGINT) or SIGTERM stops it and removes the FIFO it created. */
 
-#define _POSIX_C_SOURCE 200809L /* mkfifo, sigaction, O_CLOEXEC under -std=c99 */
-
+/* evloop.h first: it also turns on the POSIX declarations (sigaction,
+   clock_gettime, ...) that a strict -std=c99 hides from the headers below. */
 #define EVLOOP_IMPLEMENTATION
 #include "evloop.h"
 

@@ -15,8 +15,8 @@
    Try:    nc 127.0.0.1 40713           then type "Hello, World" -> "Uryyb, Jbeyq"
            (several nc sessions at once work too; Ctrl-C stops the server) */
 
-#define _POSIX_C_SOURCE 200809L /* sigaction, fcntl flags, etc. under -std=c99 */
-
+/* evloop.h first: it also turns on the POSIX declarations (sigaction,
+   clock_gettime, ...) that a strict -std=c99 hides from the headers below. */
 #define EVLOOP_IMPLEMENTATION
 #include "evloop.h"
 

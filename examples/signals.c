@@ -15,8 +15,8 @@
    Try:    kill -HUP N               -> "got SIGHUP, reloading configuration"
            kill -TERM N  (or Ctrl-C) -> "got SIGTERM, shutting down", exit status 0 */
 
-#define _POSIX_C_SOURCE 200809L /* kill, sigaction, getpid under -std=c99 */
-
+/* evloop.h first: it also turns on the POSIX declarations (sigaction,
+   clock_gettime, ...) that a strict -std=c99 hides from the headers below. */
 #define EVLOOP_IMPLEMENTATION
 #include "evloop.h"
 

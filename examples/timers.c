@@ -16,12 +16,11 @@
    Build:  cc -std=c99 -Wall -Wextra -pthread -I. examples/timers.c -o timers
    Run:    ./timers [SCALE]        (SCALE: whole number 1..100, default 1) */
 
-#define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c99 */
-
+/* evloop.h first: it also turns on the POSIX declarations (sigaction,
+   clock_gettime, ...) that a strict -std=c99 hides from the headers below. */
 #define EVLOOP_IMPLEMENTATION
 #include "evloop.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
