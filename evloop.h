@@ -607,6 +607,18 @@ EVLOOP__MAYBE_UNUSED static int evloop__set_nonblock(int fd)
     return 0;
 }
 
+/* Wall-clock time of a monotonic instant, from one pair of clock readings
+   per round so that repeated questions get the same answer. */
+static int64_t evloop__wall_at(evloop *loop, int64_t mono_ns)
+{
+    if (!loop->wall_ok) {
+        int64_t mono = evloop__clock(CLOCK_MONOTONIC);
+        loop->wall = evloop__clock(CLOCK_REALTIME) - (mono - loop->now);
+        loop->wall_ok = 1;
+    }
+    return loop->wall + (mono_ns - loop->now);
+}
+
 /* The check every backend makes the first time it sees a descriptor. */
 EVLOOP__MAYBE_UNUSED static int evloop__fd_is_open(int fd)
 {
@@ -1760,21 +1772,28 @@ static void evloop__once_cb(evloop_socket_t fd, short what, void *arg)
 
 /*== TEARDOWN ==*/
 
-/* Forget every event without telling the kernel: used by evloop_free. */
+static void evloop__detach_list(evloop_event **head, unsigned char flag)
+{
+    evloop_event *ev, *next;
+    for (ev = *head; ev; ev = next) {
+        next = ev->next;
+        ev->next = NULL;
+        ev->flags &= (unsigned char)~flag;
+    }
+    *head = NULL;
+}
+
+/* Forget every event without telling the kernel: used by evloop_free. The
+   events' memory is the caller's and stays usable (not pending). */
 static void evloop__detach_all(evloop *loop)
 {
     int i, k;
-    evloop_event *ev, *next;
-    for (i = 0; i < loop->nfds; i++)
-        for (ev = loop->fds[i].head; ev; ev = next)
-            next = ev->next, ev->next = NULL, ev->flags &= (unsigned char)~EVLOOP__F_IO;
-    for (i = 0; i < loop->nfds; i++) loop->fds[i].head = NULL;
+    evloop_event *ev;
+    for (i = 0; i < loop->nfds; i++) evloop__detach_list(&loop->fds[i].head, EVLOOP__F_IO);
 #ifndef EVLOOP_NO_SIGNALS
     for (i = 1; i < EVLOOP__NSIG; i++) {
         if (!loop->sig_head[i]) continue;
-        for (ev = loop->sig_head[i]; ev; ev = next)
-            next = ev->next, ev->next = NULL, ev->flags &= (unsigned char)~EVLOOP__F_SIG;
-        loop->sig_head[i] = NULL;
+        evloop__detach_list(&loop->sig_head[i], EVLOOP__F_SIG);
         evloop__sig_restore(loop, i);
     }
 #endif
@@ -1881,10 +1900,11 @@ EVLOOP__API void evloop_free(evloop *loop)
         evloop__once_unlink(loop, o);
         EVLOOP_FREE(o);
     }
+    /* Handlers go back first: until then a signal would write to the wakeup fd. */
+    evloop__detach_all(loop);
 #ifdef EVLOOP__HAVE_WAKE
     evloop__wake_close(loop);
 #endif
-    evloop__detach_all(loop);
     evloop__be_free(loop);
     evloop__free_tables(loop);
 #ifndef EVLOOP_NO_THREADS
@@ -2031,13 +2051,7 @@ EVLOOP__API int evloop_got_break(evloop *loop)
 EVLOOP__API int evloop_gettimeofday_cached(evloop *loop, struct timeval *tv)
 {
     if (!loop || !tv) return evloop__fail(EINVAL);
-    if (!loop->wall_ok) {
-        /* The wall time at the moment the monotonic clock was last read. */
-        int64_t mono = evloop__clock(CLOCK_MONOTONIC);
-        loop->wall = evloop__clock(CLOCK_REALTIME) - (mono - loop->now);
-        loop->wall_ok = 1;
-    }
-    evloop__ns_to_tv(loop->wall, tv);
+    evloop__ns_to_tv(evloop__wall_at(loop, loop->now), tv);
     return 0;
 }
 
@@ -2227,15 +2241,14 @@ EVLOOP__API int evloop_event_assign(evloop_event *ev, evloop *loop, evloop_socke
     } else if ((what & EVLOOP__IO_BITS) && fd < 0) {
         return evloop__fail(EINVAL);
     }
+    memset(ev, 0, sizeof *ev); /* padding too: the bytes are fully defined */
     ev->loop = loop;
     ev->cb = cb;
     ev->arg = arg;
-    ev->next = NULL;
     ev->timeout = EVLOOP__NO_TIMEOUT;
     ev->fd = fd;
     ev->timer_idx = ev->active_idx = -1;
     ev->events = what;
-    ev->res = 0;
     ev->flags = EVLOOP__F_INIT | EVLOOP__F_NEWFD;
     ev->priority = (unsigned char)(loop->npri / 2);
     return 0;
@@ -2355,10 +2368,9 @@ EVLOOP__API int evloop_event_pending(const evloop_event *ev, short what, struct 
     if (ev->flags & EVLOOP__F_SIG) got |= EVLOOP_SIGNAL;
     if (ev->timer_idx >= 0) {
         got |= EVLOOP_TIMEOUT;
-        if (tv_out) {
-            int64_t left = evloop__timer_deadline(ev->loop, ev) - evloop__clock(CLOCK_MONOTONIC);
-            evloop__ns_to_tv(evloop__clock(CLOCK_REALTIME) + left, tv_out);
-        }
+        if (tv_out)
+            evloop__ns_to_tv(evloop__wall_at(ev->loop, evloop__timer_deadline(ev->loop, ev)),
+                             tv_out);
     }
     if (ev->active_idx >= 0) got |= ev->res;
     return got & what & (EVLOOP__IO_BITS | EVLOOP_SIGNAL | EVLOOP_TIMEOUT);
