@@ -60,8 +60,10 @@ OPTIONS
    EVLOOP_NO_THREADS          (every file) leave evloop_post out and build
                               without pthread; evloop_exit and evloop_break
                               are then not thread-safe
-   EVLOOP_NO_STDIO            (every file) leave evloop_dump_events out (no
-                              <stdio.h>)
+   EVLOOP_NO_STDIO            (every file) leave evloop_dump_events and
+                              evloop_buffer_add_printf out (no <stdio.h>)
+   EVLOOP_NO_STREAMS          (every file) leave the networking layer out:
+                              buffers, streams, the listener, socket utilities
 
 BACKENDS
 
@@ -130,6 +132,11 @@ LICENSE
 
 #include <stdint.h>
 #include <sys/time.h>
+#ifndef EVLOOP_NO_STREAMS
+#include <stdarg.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#endif
 #ifndef EVLOOP_NO_STDIO
 #include <stdio.h>
 #endif
@@ -266,6 +273,157 @@ EVLOOP_DEF int evloop_event_get_priority(const evloop_event *ev);
     evloop_event_new((loop), (signum), EVLOOP_SIGNAL | EVLOOP_PERSIST, (cb), (arg))
 #define evloop_signal_add(ev, tv) evloop_event_add((ev), (tv))
 #define evloop_signal_del(ev)     evloop_event_del(ev)
+
+/*== BUFFERS, STREAMS AND THE LISTENER ==*/
+
+/* The networking layer, libevent's evbuffer / bufferevent / evconnlistener
+   under evloop names. Leave it out with EVLOOP_NO_STREAMS (every file).
+
+   evloop_buffer is a queue of bytes kept as a chain of chunks: adding,
+   removing and moving whole buffers does not copy in the common case.
+   evloop_stream pairs a socket with an input and an output buffer and runs
+   your callbacks as data arrives and drains; evloop_listener accepts
+   connections. Functions that can fail return -1 (or NULL) and set errno;
+   EINVAL for a NULL object or a bad argument. Free streams and listeners
+   before their loop. As in libevent, a socket is closed on free only with the
+   CLOSE_ON_FREE option or flag, also one that connect or new_bind made. */
+#ifndef EVLOOP_NO_STREAMS
+
+#if defined(__GNUC__) || defined(__clang__)
+#define EVLOOP__FORMAT(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define EVLOOP__FORMAT(fmt, args)
+#endif
+
+/* Buffers. Sizes that would overflow fail with EOVERFLOW; counts returned as
+   int are clamped to INT_MAX (a call moves at most that much). */
+typedef struct evloop_buffer evloop_buffer;
+
+enum evloop_eol_style {
+    EVLOOP_EOL_ANY,         /* any run of CR and LF characters */
+    EVLOOP_EOL_CRLF,        /* LF, optionally preceded by CR */
+    EVLOOP_EOL_CRLF_STRICT, /* exactly CR LF */
+    EVLOOP_EOL_LF,          /* exactly LF */
+    EVLOOP_EOL_NUL          /* a NUL byte */
+};
+
+EVLOOP_DEF evloop_buffer *evloop_buffer_new(void);
+/* Frees buf and its bytes. Does nothing for a stream's own buffers. */
+EVLOOP_DEF void evloop_buffer_free(evloop_buffer *buf);
+EVLOOP_DEF size_t evloop_buffer_get_length(const evloop_buffer *buf);               /* 0 for NULL */
+EVLOOP_DEF int evloop_buffer_add(evloop_buffer *buf, const void *data, size_t len); /* copies */
+#ifndef EVLOOP_NO_STDIO
+/* Appends printf-formatted text (no NUL); returns the bytes added. */
+EVLOOP_DEF int evloop_buffer_add_printf(evloop_buffer *buf, const char *fmt, ...)
+    EVLOOP__FORMAT(2, 3);
+EVLOOP_DEF int evloop_buffer_add_vprintf(evloop_buffer *buf, const char *fmt, va_list ap)
+    EVLOOP__FORMAT(2, 0);
+#endif
+/* Moves all of src to the end of dst (chunks change owner, bytes are not copied). */
+EVLOOP_DEF int evloop_buffer_add_buffer(evloop_buffer *dst, evloop_buffer *src);
+/* Moves up to len bytes from the front into data; returns how many. */
+EVLOOP_DEF int evloop_buffer_remove(evloop_buffer *buf, void *data, size_t len);
+/* Copies up to len bytes from the front into data, leaving them; returns how many. */
+EVLOOP_DEF int evloop_buffer_copyout(const evloop_buffer *buf, void *data, size_t len);
+EVLOOP_DEF int evloop_buffer_drain(evloop_buffer *buf, size_t len); /* drops up to len bytes */
+/* Makes the first size bytes contiguous (-1: all) and returns them. NULL when
+   the buffer holds fewer (EINVAL), is empty, or memory runs out (ENOMEM). */
+EVLOOP_DEF unsigned char *evloop_buffer_pullup(evloop_buffer *buf, long size);
+/* Offset of the first occurrence of what[0..len), or -1 if there is none. */
+EVLOOP_DEF long evloop_buffer_find(const evloop_buffer *buf, const void *what, size_t len);
+/* Removes the first line and returns it NUL-terminated without its EOL (free
+   it with evloop_mem_free); *n_read (if not NULL) gets its length. NULL
+   (errno 0) while no complete line is there. */
+EVLOOP_DEF char *evloop_buffer_readln(evloop_buffer *buf, size_t *n_read,
+                                      enum evloop_eol_style eol);
+EVLOOP_DEF void evloop_mem_free(void *p); /* releases what evloop_buffer_readln returned */
+/* One read from fd into buf, at most howmuch bytes (negative: what one call
+   can take, about 64 KiB). Returns the bytes read, 0 at end of file, -1 with
+   errno (EAGAIN when nothing is there). howmuch 0 is EINVAL. */
+EVLOOP_DEF int evloop_buffer_read(evloop_buffer *buf, evloop_socket_t fd, int howmuch);
+/* One write of buf's front to fd (send with MSG_NOSIGNAL on a socket, so no
+   SIGPIPE); drains and returns what went, -1 with errno (EAGAIN, EPIPE...). */
+EVLOOP_DEF int evloop_buffer_write(evloop_buffer *buf, evloop_socket_t fd);
+
+/* Streams: a socket with an input and an output buffer. */
+typedef struct evloop_stream evloop_stream;
+typedef void (*evloop_stream_data_cb)(evloop_stream *s, void *arg);
+typedef void (*evloop_stream_event_cb)(evloop_stream *s, short what, void *arg);
+
+#define EVLOOP_STREAM_CLOSE_ON_FREE 0x01 /* option: evloop_stream_free closes the socket */
+
+#define EVLOOP_STREAM_READING   0x01 /* event: happened while reading */
+#define EVLOOP_STREAM_WRITING   0x02 /* event: happened while writing */
+#define EVLOOP_STREAM_EOF       0x10 /* event: the peer closed its side (once, after the data) */
+#define EVLOOP_STREAM_ERROR     0x20 /* event: a socket error; errno tells which */
+#define EVLOOP_STREAM_TIMEOUT   0x40 /* event: no progress in time; that direction is disabled */
+#define EVLOOP_STREAM_CONNECTED 0x80 /* event: evloop_stream_connect completed */
+
+/* fd: a connected socket (made non-blocking here), or -1 to connect later.
+   Writing starts enabled, reading disabled. */
+EVLOOP_DEF evloop_stream *evloop_stream_new(evloop *loop, evloop_socket_t fd, int options);
+/* Safe inside the stream's own callbacks. Output still queued gets one last
+   non-blocking write; the socket is closed with EVLOOP_STREAM_CLOSE_ON_FREE. */
+EVLOOP_DEF void evloop_stream_free(evloop_stream *s);
+EVLOOP_DEF void evloop_stream_setcb(evloop_stream *s, evloop_stream_data_cb readcb,
+                                    evloop_stream_data_cb writecb, evloop_stream_event_cb eventcb,
+                                    void *arg);
+EVLOOP_DEF int evloop_stream_enable(evloop_stream *s, short what); /* EVLOOP_READ|EVLOOP_WRITE */
+EVLOOP_DEF int evloop_stream_disable(evloop_stream *s, short what);
+EVLOOP_DEF short evloop_stream_get_enabled(const evloop_stream *s);
+EVLOOP_DEF evloop_buffer *evloop_stream_get_input(evloop_stream *s);  /* yours to drain */
+EVLOOP_DEF evloop_buffer *evloop_stream_get_output(evloop_stream *s); /* yours to fill */
+/* Queue data for the socket. -1/ENOBUFS (nothing queued) if it would take the
+   output past the write high watermark. */
+EVLOOP_DEF int evloop_stream_write(evloop_stream *s, const void *data, size_t len);
+EVLOOP_DEF int evloop_stream_write_buffer(evloop_stream *s, evloop_buffer *buf); /* moves all */
+EVLOOP_DEF size_t evloop_stream_read(evloop_stream *s, void *data, size_t len);
+/* events: EVLOOP_READ and/or EVLOOP_WRITE. Read: the read callback waits for
+   lowmark bytes; reading pauses while the input holds highmark (0: no limit).
+   Write: the write callback runs when the output drains to lowmark; highmark
+   (0: none) bounds what evloop_stream_write accepts. */
+EVLOOP_DEF void evloop_stream_setwatermark(evloop_stream *s, short events, size_t lowmark,
+                                           size_t highmark);
+/* Time allowed without progress (NULL or {0,0}: none). The write timeout also
+   bounds a connect. */
+EVLOOP_DEF int evloop_stream_set_timeouts(evloop_stream *s, const struct timeval *read_tv,
+                                          const struct timeval *write_tv);
+/* Non-blocking connect (makes the socket if the stream has none). Returns 0
+   and reports CONNECTED or ERROR (errno set) through the event callback; -1
+   only for a bad argument or when no socket can be made. */
+EVLOOP_DEF int evloop_stream_connect(evloop_stream *s, const struct sockaddr *sa, int socklen);
+EVLOOP_DEF evloop_socket_t evloop_stream_get_fd(const evloop_stream *s);
+
+/* Listener: accepts connections and hands each new fd (non-blocking,
+   close-on-exec) to the callback. */
+typedef struct evloop_listener evloop_listener;
+typedef void (*evloop_listener_cb)(evloop_listener *l, evloop_socket_t fd, struct sockaddr *addr,
+                                   int socklen, void *arg);
+
+#define EVLOOP_LISTENER_CLOSE_ON_FREE  0x02 /* evloop_listener_free closes the socket */
+#define EVLOOP_LISTENER_REUSEABLE      0x08 /* SO_REUSEADDR (new_bind) */
+#define EVLOOP_LISTENER_DISABLED       0x20 /* start disabled: call evloop_listener_enable */
+#define EVLOOP_LISTENER_REUSEABLE_PORT 0x40 /* SO_REUSEPORT (new_bind) */
+
+/* Wraps a bound socket: backlog > 0 calls listen(backlog), < 0 listen with a
+   default, 0 means it listens already. */
+EVLOOP_DEF evloop_listener *evloop_listener_new(evloop *loop, evloop_listener_cb cb, void *arg,
+                                                unsigned flags, int backlog, evloop_socket_t fd);
+/* Makes, binds and listens on a socket for sa (backlog <= 0: a default). */
+EVLOOP_DEF evloop_listener *evloop_listener_new_bind(evloop *loop, evloop_listener_cb cb, void *arg,
+                                                     unsigned flags, int backlog,
+                                                     const struct sockaddr *sa, int socklen);
+EVLOOP_DEF void evloop_listener_free(evloop_listener *l); /* safe inside its callback */
+EVLOOP_DEF int evloop_listener_enable(evloop_listener *l);
+EVLOOP_DEF int evloop_listener_disable(evloop_listener *l);
+EVLOOP_DEF evloop_socket_t evloop_listener_get_fd(const evloop_listener *l);
+
+/* Socket utilities. */
+EVLOOP_DEF int evloop_make_socket_nonblocking(evloop_socket_t fd);
+EVLOOP_DEF int evloop_make_socket_closeonexec(evloop_socket_t fd);
+EVLOOP_DEF int evloop_socketpair(int family, int type, int protocol, evloop_socket_t fds[2]);
+
+#endif /* EVLOOP_NO_STREAMS */
 
 #ifdef __cplusplus
 }
@@ -2410,6 +2568,1351 @@ EVLOOP__API int evloop_event_get_priority(const evloop_event *ev)
 {
     return ev ? ev->priority : -1;
 }
+
+#ifndef EVLOOP_NO_STREAMS
+
+/* The networking layer sits on the public event API only: a stream is two
+   ordinary events (read and write) on its socket, a listener one event and a
+   timer. Nothing below reaches into the loop's private state. */
+
+#include <stdarg.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#ifndef EVLOOP_NO_STDIO
+#include <stdio.h>
+#endif
+
+/*== BUFFERS ==*/
+
+/* A buffer is a singly linked chain of chunks, each a header followed by its
+   bytes in the same allocation. Every chunk holds data, except one empty
+   "spare" kept when the buffer drains, so a connection that reads and
+   consumes requests one at a time reuses one block instead of allocating. */
+typedef struct evloop__chunk {
+    struct evloop__chunk *next;
+    unsigned char *data; /* cap bytes, right after this header */
+    size_t cap;
+    size_t off; /* bytes already consumed at the front */
+    size_t len; /* live bytes from off */
+} evloop__chunk;
+
+/* How a stream follows its buffers: called after the length changed. */
+typedef void (*evloop__buf_hook)(evloop_buffer *buf, void *arg);
+
+struct evloop_buffer {
+    evloop__chunk *first, *last;
+    size_t total;
+    evloop__buf_hook hook;
+    void *hook_arg;
+    int embedded; /* part of a stream: evloop_buffer_free must not touch it */
+};
+
+#define EVLOOP__CHUNK_MIN   (4096 - sizeof(evloop__chunk)) /* a page with its header */
+#define EVLOOP__CHUNK_BIG   ((size_t)65536)                /* growth stops doubling here */
+#define EVLOOP__SPARE_MAX   ((size_t)65536)                /* bigger drained chunks are freed */
+#define EVLOOP__READ_CHUNK  (16384 - sizeof(evloop__chunk))
+#define EVLOOP__READ_EXTRA  65536 /* stack space a read spills into */
+#define EVLOOP__WRITE_IOVS  32    /* chunks handed to one writev */
+#define EVLOOP__NOT_FOUND   ((size_t)-1)
+#define EVLOOP__ACCEPT_WAIT 100000 /* us a listener rests after running out of fds */
+
+static int evloop__err(int err)
+{
+    errno = err;
+    return -1;
+}
+
+static evloop__chunk *evloop__chunk_new(size_t cap)
+{
+    evloop__chunk *c;
+    if (cap > SIZE_MAX - sizeof *c) {
+        errno = EOVERFLOW;
+        return NULL;
+    }
+    c = (evloop__chunk *)EVLOOP_MALLOC(sizeof *c + cap);
+    if (!c) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    c->next = NULL;
+    c->data = (unsigned char *)(c + 1);
+    c->cap = cap;
+    c->off = c->len = 0;
+    return c;
+}
+
+static size_t evloop__chunk_room(const evloop__chunk *c)
+{
+    return c->cap - c->off - c->len;
+}
+
+static unsigned char *evloop__chunk_end(evloop__chunk *c)
+{
+    return c->data + c->off + c->len;
+}
+
+/* Chunks double from a page up to 64 KiB as a buffer grows, so a big
+   transfer takes few allocations and a small one wastes little. */
+static size_t evloop__chunk_size(const evloop_buffer *buf, size_t need)
+{
+    size_t size = EVLOOP__CHUNK_MIN;
+    if (buf->last && buf->last->cap >= size)
+        size = buf->last->cap < EVLOOP__CHUNK_BIG / 2 ? buf->last->cap * 2 : EVLOOP__CHUNK_BIG;
+    return need > size ? need : size;
+}
+
+static void evloop__buf_init(evloop_buffer *buf)
+{
+    memset(buf, 0, sizeof *buf);
+}
+
+static void evloop__buf_clear(evloop_buffer *buf)
+{
+    evloop__chunk *c, *next;
+    for (c = buf->first; c; c = next) {
+        next = c->next;
+        EVLOOP_FREE(c);
+    }
+    buf->first = buf->last = NULL;
+    buf->total = 0;
+}
+
+static void evloop__buf_changed(evloop_buffer *buf)
+{
+    if (buf->hook) buf->hook(buf, buf->hook_arg);
+}
+
+/* Append the chain first..last holding n bytes (all chunks with data). */
+static void evloop__buf_splice(evloop_buffer *buf, evloop__chunk *first, evloop__chunk *last,
+                               size_t n)
+{
+    if (!buf->total && buf->first) { /* only the spare: it would sit empty in the middle */
+        EVLOOP_FREE(buf->first);
+        buf->first = buf->last = NULL;
+    }
+    if (buf->last)
+        buf->last->next = first;
+    else
+        buf->first = first;
+    buf->last = last;
+    last->next = NULL;
+    buf->total += n;
+}
+
+/* Copy len bytes in: into the last chunk's free space, the rest into one new
+   chunk. All or nothing. */
+static int evloop__buf_append(evloop_buffer *buf, const unsigned char *p, size_t len)
+{
+    evloop__chunk *last = buf->last, *c = NULL;
+    size_t room = last ? evloop__chunk_room(last) : 0, head = len < room ? len : room;
+    if (head < len && !(c = evloop__chunk_new(evloop__chunk_size(buf, len - head)))) return -1;
+    if (head) {
+        memcpy(evloop__chunk_end(last), p, head);
+        last->len += head;
+        buf->total += head;
+    }
+    if (c) {
+        memcpy(c->data, p + head, len - head);
+        c->len = len - head;
+        evloop__buf_splice(buf, c, c, c->len);
+    }
+    return 0;
+}
+
+/* The first chunk is used up: free it, or keep it as the spare when it was
+   the only one and is not oversized. */
+static void evloop__buf_pop(evloop_buffer *buf)
+{
+    evloop__chunk *c = buf->first;
+    if (c == buf->last && c->cap <= EVLOOP__SPARE_MAX) {
+        c->off = c->len = 0;
+        return;
+    }
+    buf->first = c->next;
+    if (!buf->first) buf->last = NULL;
+    EVLOOP_FREE(c);
+}
+
+static void evloop__buf_drop(evloop_buffer *buf, size_t len)
+{
+    if (len > buf->total) len = buf->total;
+    buf->total -= len;
+    while (len) {
+        evloop__chunk *c = buf->first;
+        if (len < c->len) {
+            c->off += len;
+            c->len -= len;
+            return;
+        }
+        len -= c->len;
+        evloop__buf_pop(buf);
+    }
+}
+
+static size_t evloop__buf_copy(const evloop_buffer *buf, unsigned char *out, size_t len)
+{
+    const evloop__chunk *c;
+    size_t done = 0;
+    for (c = buf->first; c && done < len; c = c->next) {
+        size_t n = c->len < len - done ? c->len : len - done;
+        memcpy(out + done, c->data + c->off, n);
+        done += n;
+    }
+    return done;
+}
+
+static size_t evloop__int_clamp(size_t n)
+{
+    return n > (size_t)INT_MAX ? (size_t)INT_MAX : n;
+}
+
+/* Does p[0..len) start at byte i of chunk c (possibly running into the next)? */
+static int evloop__buf_match(const evloop__chunk *c, size_t i, const unsigned char *p, size_t len)
+{
+    while (len) {
+        size_t n;
+        if (!c) return 0;
+        n = c->len - i < len ? c->len - i : len;
+        if (memcmp(c->data + c->off + i, p, n) != 0) return 0;
+        p += n;
+        len -= n;
+        c = c->next;
+        i = 0;
+    }
+    return 1;
+}
+
+/* Offset of the first p[0..len) (len > 0), memchr on its first byte. */
+static size_t evloop__buf_search(const evloop_buffer *buf, const unsigned char *p, size_t len)
+{
+    const evloop__chunk *c;
+    size_t base = 0;
+    for (c = buf->first; c; base += c->len, c = c->next) {
+        const unsigned char *d = c->data + c->off, *hit;
+        size_t i = 0;
+        while (i < c->len && (hit = (const unsigned char *)memchr(d + i, p[0], c->len - i))) {
+            i = (size_t)(hit - d);
+            if (buf->total - (base + i) < len) return EVLOOP__NOT_FOUND;
+            if (evloop__buf_match(c, i, p, len)) return base + i;
+            i++;
+        }
+    }
+    return EVLOOP__NOT_FOUND;
+}
+
+/* Where the first CR or LF is, as an offset and as (chunk, index). */
+static size_t evloop__buf_find_crlf(const evloop_buffer *buf, const evloop__chunk **at, size_t *idx)
+{
+    const evloop__chunk *c;
+    size_t base = 0;
+    for (c = buf->first; c; base += c->len, c = c->next) {
+        const unsigned char *d = c->data + c->off;
+        const unsigned char *cr = (const unsigned char *)memchr(d, '\r', c->len);
+        const unsigned char *lf =
+            (const unsigned char *)memchr(d, '\n', cr ? (size_t)(cr - d) : c->len);
+        const unsigned char *hit = lf ? lf : cr;
+        if (hit) {
+            *at = c;
+            *idx = (size_t)(hit - d);
+            return base + *idx;
+        }
+    }
+    return EVLOOP__NOT_FOUND;
+}
+
+static int evloop__is_crlf(unsigned char b)
+{
+    return b == '\r' || b == '\n';
+}
+
+/* EOL_ANY: the line ends at the first CR or LF and the EOL is the whole run
+   of CR and LF bytes that follows (it may continue into later chunks). */
+static size_t evloop__eol_any(const evloop_buffer *buf, size_t *eol_len)
+{
+    const evloop__chunk *c = NULL;
+    size_t i = 0, n = 0, pos = evloop__buf_find_crlf(buf, &c, &i);
+    if (pos == EVLOOP__NOT_FOUND) return pos;
+    for (; c; c = c->next, i = 0) {
+        for (; i < c->len && evloop__is_crlf(c->data[c->off + i]); i++) n++;
+        if (i < c->len) break;
+    }
+    *eol_len = n;
+    return pos;
+}
+
+static unsigned char evloop__buf_byte(const evloop_buffer *buf, size_t pos)
+{
+    const evloop__chunk *c = buf->first;
+    for (; pos >= c->len; c = c->next) pos -= c->len;
+    return c->data[c->off + pos];
+}
+
+/* Length of the first line and of its EOL, or EVLOOP__NOT_FOUND. */
+static size_t evloop__buf_eol(const evloop_buffer *buf, enum evloop_eol_style eol, size_t *eol_len)
+{
+    static const unsigned char crlf[2] = {'\r', '\n'};
+    size_t pos;
+    *eol_len = 1;
+    switch (eol) {
+    case EVLOOP_EOL_ANY:
+        return evloop__eol_any(buf, eol_len);
+    case EVLOOP_EOL_CRLF:
+        pos = evloop__buf_search(buf, crlf + 1, 1);
+        if (pos != EVLOOP__NOT_FOUND && pos > 0 && evloop__buf_byte(buf, pos - 1) == '\r') {
+            *eol_len = 2;
+            pos--;
+        }
+        return pos;
+    case EVLOOP_EOL_CRLF_STRICT:
+        *eol_len = 2;
+        return evloop__buf_search(buf, crlf, 2);
+    case EVLOOP_EOL_LF:
+        return evloop__buf_search(buf, crlf + 1, 1);
+    case EVLOOP_EOL_NUL:
+        return evloop__buf_search(buf, (const unsigned char *)"", 1);
+    }
+    return EVLOOP__NOT_FOUND;
+}
+
+/* Append a read target to iov (at most `left` bytes of it); returns its size. */
+static size_t evloop__iov_put(struct iovec *iov, int *niov, void *base, size_t len, size_t left)
+{
+    size_t n = len < left ? len : left;
+    if (!n) return 0;
+    iov[*niov].iov_base = base;
+    iov[*niov].iov_len = n;
+    (*niov)++;
+    return n;
+}
+
+/* Hand got bytes, read into the last chunk's free space, then into fresh,
+   then into extra, to the buffer. */
+static int evloop__buf_commit(evloop_buffer *buf, size_t room, evloop__chunk *fresh,
+                              const unsigned char *extra, size_t got)
+{
+    size_t n = got < room ? got : room;
+    if (n) {
+        buf->last->len += n;
+        buf->total += n;
+        got -= n;
+    }
+    n = fresh && got < fresh->cap ? got : fresh ? fresh->cap : 0;
+    if (n) {
+        fresh->len = n;
+        evloop__buf_splice(buf, fresh, fresh, n);
+        got -= n;
+    } else {
+        EVLOOP_FREE(fresh);
+    }
+    return got ? evloop__buf_append(buf, extra, got) : 0;
+}
+
+/* One readv into the last chunk's free space, a fresh chunk when that space
+   is small, and a stack buffer behind them: a single system call takes what
+   the socket has without keeping big blocks for idle connections. */
+static int evloop__buf_readv(evloop_buffer *buf, int fd, size_t want)
+{
+    unsigned char extra[EVLOOP__READ_EXTRA];
+    struct iovec iov[3];
+    evloop__chunk *last = buf->last, *fresh = NULL;
+    size_t room = last ? evloop__chunk_room(last) : 0, left;
+    int niov = 0;
+    ssize_t r;
+    if (want > SIZE_MAX - buf->total) want = SIZE_MAX - buf->total;
+    if (room < want && room < 4096) fresh = evloop__chunk_new(EVLOOP__READ_CHUNK);
+    left = want - evloop__iov_put(iov, &niov, room ? evloop__chunk_end(last) : NULL, room, want);
+    if (fresh) left -= evloop__iov_put(iov, &niov, fresh->data, fresh->cap, left);
+    evloop__iov_put(iov, &niov, extra, sizeof extra, left);
+    do r = readv(fd, iov, niov);
+    while (r < 0 && errno == EINTR);
+    if (r <= 0) {
+        EVLOOP_FREE(fresh);
+        return (int)r;
+    }
+    /* ENOMEM for the spill-over loses those bytes: there is nowhere to keep them */
+    if (evloop__buf_commit(buf, room, fresh, extra, (size_t)r) < 0) return -1;
+    return (int)r;
+}
+
+/* sendmsg with MSG_NOSIGNAL on sockets so a closed peer gives EPIPE, not a
+   SIGPIPE; writev for anything else. *kind remembers which (0: not known). */
+static ssize_t evloop__sendv(int fd, struct iovec *iov, int niov, int *kind)
+{
+    ssize_t r;
+#ifdef MSG_NOSIGNAL
+    if (*kind != 2) {
+        struct msghdr m;
+        memset(&m, 0, sizeof m);
+        m.msg_iov = iov;
+        m.msg_iovlen = niov;
+        do r = sendmsg(fd, &m, MSG_NOSIGNAL);
+        while (r < 0 && errno == EINTR);
+        if (r >= 0 || errno != ENOTSOCK) {
+            *kind = 1;
+            return r;
+        }
+        *kind = 2;
+    }
+#else
+    (void)kind;
+#endif
+    do r = writev(fd, iov, niov);
+    while (r < 0 && errno == EINTR);
+    return r;
+}
+
+/* One gathering write of the first chunks (at most INT_MAX bytes). */
+static int evloop__buf_writev(evloop_buffer *buf, int fd, int *kind)
+{
+    struct iovec iov[EVLOOP__WRITE_IOVS];
+    evloop__chunk *c;
+    size_t sum = 0;
+    int niov = 0;
+    ssize_t r;
+    for (c = buf->first; c && niov < EVLOOP__WRITE_IOVS && sum < (size_t)INT_MAX; c = c->next) {
+        size_t n = c->len < (size_t)INT_MAX - sum ? c->len : (size_t)INT_MAX - sum;
+        if (!n) continue;
+        iov[niov].iov_base = c->data + c->off;
+        iov[niov++].iov_len = n;
+        sum += n;
+    }
+    if (!niov) return 0;
+    r = evloop__sendv(fd, iov, niov, kind);
+    if (r > 0) evloop__buf_drop(buf, (size_t)r);
+    return (int)r;
+}
+
+/* Gather the first n bytes (0 < n <= total) into one chunk: the first one
+   when it has room behind its bytes, else a new head. */
+static unsigned char *evloop__buf_gather(evloop_buffer *buf, size_t n)
+{
+    evloop__chunk *t = buf->first;
+    if (t->cap - t->off < n) {
+        if (!(t = evloop__chunk_new(n < EVLOOP__CHUNK_MIN ? EVLOOP__CHUNK_MIN : n))) return NULL;
+        t->next = buf->first;
+        buf->first = t;
+    }
+    while (t->len < n) {
+        evloop__chunk *c = t->next;
+        size_t take = n - t->len < c->len ? n - t->len : c->len;
+        memcpy(evloop__chunk_end(t), c->data + c->off, take);
+        t->len += take;
+        c->off += take;
+        c->len -= take;
+        if (c->len) continue;
+        t->next = c->next;
+        if (buf->last == c) buf->last = t;
+        EVLOOP_FREE(c);
+    }
+    return t->data + t->off;
+}
+
+EVLOOP__API evloop_buffer *evloop_buffer_new(void)
+{
+    evloop_buffer *buf = (evloop_buffer *)EVLOOP_MALLOC(sizeof *buf);
+    if (!buf) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    evloop__buf_init(buf);
+    return buf;
+}
+
+EVLOOP__API void evloop_buffer_free(evloop_buffer *buf)
+{
+    if (!buf || buf->embedded) return;
+    evloop__buf_clear(buf);
+    EVLOOP_FREE(buf);
+}
+
+EVLOOP__API size_t evloop_buffer_get_length(const evloop_buffer *buf)
+{
+    return buf ? buf->total : 0;
+}
+
+EVLOOP__API int evloop_buffer_add(evloop_buffer *buf, const void *data, size_t len)
+{
+    if (!buf || (!data && len)) return evloop__err(EINVAL);
+    if (len > SIZE_MAX - buf->total) return evloop__err(EOVERFLOW);
+    if (!len) return 0;
+    if (evloop__buf_append(buf, (const unsigned char *)data, len) < 0) return -1;
+    evloop__buf_changed(buf);
+    return 0;
+}
+
+#ifndef EVLOOP_NO_STDIO
+/* Format straight into the last chunk's free space; only when the text does
+   not fit, format a second time into a chunk of the size the first call told. */
+EVLOOP__API int evloop_buffer_add_vprintf(evloop_buffer *buf, const char *fmt, va_list ap)
+{
+    evloop__chunk *last, *c;
+    size_t room;
+    va_list first;
+    int n;
+    if (!buf || !fmt) return evloop__err(EINVAL);
+    last = buf->last;
+    room = last ? evloop__chunk_room(last) : 0;
+    va_copy(first, ap);
+    n = vsnprintf(room ? (char *)evloop__chunk_end(last) : NULL, room, fmt, first);
+    va_end(first);
+    if (n < 0) return evloop__err(errno ? errno : EINVAL);
+    if ((size_t)n > SIZE_MAX - buf->total) return evloop__err(EOVERFLOW);
+    if ((size_t)n < room) {
+        last->len += (size_t)n;
+        buf->total += (size_t)n;
+    } else {
+        if (!(c = evloop__chunk_new(evloop__chunk_size(buf, (size_t)n + 1)))) return -1;
+        vsnprintf((char *)c->data, (size_t)n + 1, fmt, ap);
+        c->len = (size_t)n;
+        evloop__buf_splice(buf, c, c, c->len);
+    }
+    if (n) evloop__buf_changed(buf);
+    return n;
+}
+
+EVLOOP__API int evloop_buffer_add_printf(evloop_buffer *buf, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = evloop_buffer_add_vprintf(buf, fmt, ap);
+    va_end(ap);
+    return n;
+}
+#endif
+
+EVLOOP__API int evloop_buffer_add_buffer(evloop_buffer *dst, evloop_buffer *src)
+{
+    evloop__chunk *first, *last;
+    size_t n;
+    if (!dst || !src || dst == src) return evloop__err(EINVAL);
+    if (!src->total) return 0;
+    if (src->total > SIZE_MAX - dst->total) return evloop__err(EOVERFLOW);
+    first = src->first;
+    last = src->last;
+    n = src->total;
+    src->first = src->last = NULL;
+    src->total = 0;
+    evloop__buf_splice(dst, first, last, n);
+    evloop__buf_changed(src);
+    evloop__buf_changed(dst);
+    return 0;
+}
+
+EVLOOP__API int evloop_buffer_copyout(const evloop_buffer *buf, void *data, size_t len)
+{
+    if (!buf || (!data && len)) return evloop__err(EINVAL);
+    return (int)evloop__buf_copy(buf, (unsigned char *)data, evloop__int_clamp(len));
+}
+
+EVLOOP__API int evloop_buffer_remove(evloop_buffer *buf, void *data, size_t len)
+{
+    size_t n;
+    if (!buf || (!data && len)) return evloop__err(EINVAL);
+    n = evloop__buf_copy(buf, (unsigned char *)data, evloop__int_clamp(len));
+    if (!n) return 0;
+    evloop__buf_drop(buf, n);
+    evloop__buf_changed(buf);
+    return (int)n;
+}
+
+EVLOOP__API int evloop_buffer_drain(evloop_buffer *buf, size_t len)
+{
+    if (!buf) return evloop__err(EINVAL);
+    if (!len || !buf->total) return 0;
+    evloop__buf_drop(buf, len);
+    evloop__buf_changed(buf);
+    return 0;
+}
+
+EVLOOP__API unsigned char *evloop_buffer_pullup(evloop_buffer *buf, long size)
+{
+    size_t n;
+    if (!buf || size < -1 || (size >= 0 && (unsigned long)size > buf->total)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!buf->total) return NULL;
+    n = size < 0 ? buf->total : (size_t)size;
+    if (buf->first->len >= n) return buf->first->data + buf->first->off;
+    return evloop__buf_gather(buf, n);
+}
+
+EVLOOP__API long evloop_buffer_find(const evloop_buffer *buf, const void *what, size_t len)
+{
+    size_t pos;
+    if (!buf || (!what && len)) return evloop__err(EINVAL);
+    if (!len) return 0;
+    pos = evloop__buf_search(buf, (const unsigned char *)what, len);
+    if (pos == EVLOOP__NOT_FOUND) return -1;
+    if (pos > (size_t)LONG_MAX) return evloop__err(EOVERFLOW);
+    return (long)pos;
+}
+
+EVLOOP__API char *evloop_buffer_readln(evloop_buffer *buf, size_t *n_read,
+                                       enum evloop_eol_style eol)
+{
+    size_t eol_len = 0, len;
+    char *line;
+    if (n_read) *n_read = 0;
+    if (!buf || (unsigned)eol > (unsigned)EVLOOP_EOL_NUL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    len = evloop__buf_eol(buf, eol, &eol_len);
+    errno = 0;
+    if (len == EVLOOP__NOT_FOUND) return NULL;
+    if (!(line = (char *)EVLOOP_MALLOC(len + 1))) { /* len < total: len + 1 cannot wrap */
+        errno = ENOMEM;
+        return NULL;
+    }
+    evloop__buf_copy(buf, (unsigned char *)line, len);
+    line[len] = '\0';
+    evloop__buf_drop(buf, len + eol_len);
+    evloop__buf_changed(buf);
+    if (n_read) *n_read = len;
+    return line;
+}
+
+EVLOOP__API void evloop_mem_free(void *p)
+{
+    EVLOOP_FREE(p);
+}
+
+EVLOOP__API int evloop_buffer_read(evloop_buffer *buf, evloop_socket_t fd, int howmuch)
+{
+    int n;
+    if (!buf || fd < 0 || howmuch == 0) return evloop__err(EINVAL);
+    if (buf->total == SIZE_MAX) return evloop__err(EOVERFLOW);
+    n = evloop__buf_readv(buf, fd, howmuch < 0 ? (size_t)INT_MAX : (size_t)howmuch);
+    if (n > 0) evloop__buf_changed(buf);
+    return n;
+}
+
+EVLOOP__API int evloop_buffer_write(evloop_buffer *buf, evloop_socket_t fd)
+{
+    int kind = 0, n;
+    if (!buf || fd < 0) return evloop__err(EINVAL);
+    n = evloop__buf_writev(buf, fd, &kind);
+    if (n > 0) evloop__buf_changed(buf);
+    return n;
+}
+
+/*== SOCKET UTILITIES ==*/
+
+EVLOOP__API int evloop_make_socket_nonblocking(evloop_socket_t fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0) return -1;
+    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -1;
+    return 0;
+}
+
+EVLOOP__API int evloop_make_socket_closeonexec(evloop_socket_t fd)
+{
+    int fl = fcntl(fd, F_GETFD);
+    if (fl < 0) return -1;
+    if (!(fl & FD_CLOEXEC) && fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0) return -1;
+    return 0;
+}
+
+EVLOOP__API int evloop_socketpair(int family, int type, int protocol, evloop_socket_t fds[2])
+{
+    if (!fds) return evloop__err(EINVAL);
+    return socketpair(family, type, protocol, fds);
+}
+
+static void evloop__sock_close(int fd)
+{
+    int err = errno; /* keep the errno that explains why we gave up */
+    close(fd);
+    errno = err;
+}
+
+/* Where the platform has no MSG_NOSIGNAL, the socket itself is told. */
+static void evloop__sock_nosigpipe(int fd)
+{
+#if !defined(MSG_NOSIGNAL) && defined(SO_NOSIGPIPE)
+    int on = 1;
+    setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &on, sizeof on);
+#else
+    (void)fd;
+#endif
+}
+
+/* A non-blocking, close-on-exec socket: atomically where the system can. */
+static int evloop__socket(int family)
+{
+    int fd;
+#if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC)
+    fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd >= 0 || errno != EINVAL) return fd; /* EINVAL: a kernel without the flags */
+#endif
+    fd = socket(family, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    if (evloop_make_socket_nonblocking(fd) < 0 || evloop_make_socket_closeonexec(fd) < 0) {
+        evloop__sock_close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* accept4 (glibc declares it under _GNU_SOURCE) saves two fcntl calls. */
+static int evloop__accept(int fd, struct sockaddr *sa, socklen_t *len)
+{
+#if defined(__linux__) && defined(_GNU_SOURCE) && defined(SOCK_NONBLOCK)
+    return accept4(fd, sa, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+#else
+    int c = accept(fd, sa, len);
+    if (c < 0) return -1;
+    if (evloop_make_socket_nonblocking(c) < 0 || evloop_make_socket_closeonexec(c) < 0) {
+        evloop__sock_close(c);
+        return -1;
+    }
+    return c;
+#endif
+}
+
+static void evloop__noop(evloop_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
+/* Check a timeout exactly as evloop_event_add will (a common-timeout value
+   from this loop included) by adding a throwaway timer. */
+static int evloop__tv_check(evloop *loop, const struct timeval *tv)
+{
+    evloop_event probe;
+    int r;
+    if (evloop_timer_assign(&probe, loop, evloop__noop, NULL) < 0) return -1;
+    r = evloop_event_add(&probe, tv);
+    evloop_event_del(&probe);
+    return r;
+}
+
+/*== STREAMS ==*/
+
+/* The stream runs one persistent READ event while it wants input and one
+   persistent WRITE event while output waits. Output queued from inside the
+   stream's own callbacks is written as soon as the callback returns, so a
+   request answered in the read callback costs no change of interest.
+
+   Freeing from a callback: `depth` counts the stream's handlers on the stack;
+   evloop_stream_free then only marks the stream and stops its events, and
+   the handler that brings depth back to 0 releases it. */
+struct evloop_stream {
+    evloop *loop;
+    evloop_event rev, wev; /* assigned whenever fd >= 0 */
+    evloop_buffer input, output;
+    evloop_stream_data_cb readcb, writecb;
+    evloop_stream_event_cb eventcb;
+    void *arg;
+    size_t read_low, read_high, write_low, write_high;
+    struct timeval read_tv, write_tv;
+    evloop_socket_t fd;
+    int options;
+    int depth;
+    int connect_err; /* connect() failed at once; reported from the loop */
+    int sock_kind;   /* for evloop__sendv */
+    short enabled;
+    unsigned char reading, writing; /* rev / wev are added */
+    unsigned char has_read_tv, has_write_tv;
+    unsigned char connecting, broken, eof, freed, flush_due;
+};
+
+static int evloop__stream_want_read(const evloop_stream *s)
+{
+    return s->fd >= 0 && !s->freed && !s->connecting && !s->broken && !s->eof &&
+           (s->enabled & EVLOOP_READ) && !(s->read_high && s->input.total >= s->read_high);
+}
+
+static int evloop__stream_want_write(const evloop_stream *s)
+{
+    if (s->fd < 0 || s->freed || s->broken) return 0;
+    if (s->connecting) return !s->connect_err;
+    return (s->enabled & EVLOOP_WRITE) && s->output.total;
+}
+
+/* Add or delete the read event to match what the stream wants. */
+static int evloop__stream_sync_read(evloop_stream *s)
+{
+    int want = evloop__stream_want_read(s);
+    if (want && !s->reading) {
+        if (evloop_event_add(&s->rev, s->has_read_tv ? &s->read_tv : NULL) < 0) return -1;
+        s->reading = 1;
+    } else if (!want && s->reading) {
+        evloop_event_del(&s->rev);
+        s->reading = 0;
+    }
+    return 0;
+}
+
+static int evloop__stream_sync_write(evloop_stream *s)
+{
+    int want = evloop__stream_want_write(s);
+    if (want && !s->writing) {
+        if (evloop_event_add(&s->wev, s->has_write_tv ? &s->write_tv : NULL) < 0) return -1;
+        s->writing = 1;
+    } else if (!want && s->writing) {
+        evloop_event_del(&s->wev);
+        s->writing = 0;
+    }
+    return 0;
+}
+
+/* Input drained below the high watermark resumes reading (and the reverse). */
+static void evloop__stream_input_hook(evloop_buffer *buf, void *arg)
+{
+    (void)buf;
+    evloop__stream_sync_read((evloop_stream *)arg);
+}
+
+static void evloop__stream_output_hook(evloop_buffer *buf, void *arg)
+{
+    evloop_stream *s = (evloop_stream *)arg;
+    if (s->writing || !buf->total) return;
+    if (s->depth)
+        s->flush_due = 1; /* the handler on the stack writes when the callback returns */
+    else
+        evloop__stream_sync_write(s);
+}
+
+static void evloop__stream_event(evloop_stream *s, short what, int err)
+{
+    if (!s->eventcb) return;
+    errno = err;
+    s->eventcb(s, what, s->arg);
+}
+
+/* Stop one direction (EVLOOP_READ or EVLOOP_WRITE) and tell the user why. */
+static void evloop__stream_stop(evloop_stream *s, short dir, short what, int err)
+{
+    s->enabled &= (short)~dir;
+    evloop__stream_sync_read(s);
+    evloop__stream_sync_write(s);
+    evloop__stream_event(s, what, err);
+}
+
+static void evloop__stream_do_read(evloop_stream *s)
+{
+    size_t want = (size_t)INT_MAX;
+    int n;
+    if (s->read_high) want = s->read_high > s->input.total ? s->read_high - s->input.total : 1;
+    n = evloop__buf_readv(&s->input, s->fd, want < (size_t)INT_MAX ? want : (size_t)INT_MAX);
+    if (n > 0) {
+        if (s->has_read_tv && s->reading) evloop_event_add(&s->rev, &s->read_tv); /* progress */
+        evloop__stream_sync_read(s); /* pause at the high watermark */
+        if (s->input.total >= s->read_low && s->readcb) s->readcb(s, s->arg);
+        return;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    if (n == 0) {
+        s->eof = 1;
+        evloop__stream_stop(s, EVLOOP_READ, EVLOOP_STREAM_READING | EVLOOP_STREAM_EOF, 0);
+    } else {
+        evloop__stream_stop(s, EVLOOP_READ, EVLOOP_STREAM_READING | EVLOOP_STREAM_ERROR, errno);
+    }
+}
+
+static void evloop__stream_do_write(evloop_stream *s)
+{
+    int n;
+    if (!(s->enabled & EVLOOP_WRITE) || s->connecting || s->broken || !s->output.total) return;
+    n = evloop__buf_writev(&s->output, s->fd, &s->sock_kind);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+        evloop__stream_stop(s, EVLOOP_WRITE, EVLOOP_STREAM_WRITING | EVLOOP_STREAM_ERROR, errno);
+        return;
+    }
+    if (s->has_write_tv && s->writing) evloop_event_add(&s->wev, &s->write_tv); /* progress */
+    if (s->output.total <= s->write_low && s->writecb) s->writecb(s, s->arg);
+}
+
+/* The write event of a connecting stream fired (or a failure was queued). */
+static void evloop__stream_connected(evloop_stream *s, short what)
+{
+    int err = s->connect_err;
+    socklen_t len = sizeof err;
+    if (!err && !(what & (EVLOOP_READ | EVLOOP_WRITE))) { /* the write timeout bounds connect */
+        s->connecting = 0;
+        s->broken = 1;
+        evloop__stream_stop(s, EVLOOP_WRITE, EVLOOP_STREAM_WRITING | EVLOOP_STREAM_TIMEOUT,
+                            ETIMEDOUT);
+        return;
+    }
+    if (!err && getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+    s->connecting = 0;
+    s->connect_err = 0;
+    s->broken = err != 0;
+    evloop__stream_sync_write(s);
+    if (err) {
+        evloop__stream_event(s, EVLOOP_STREAM_ERROR, err);
+        return;
+    }
+    evloop__stream_sync_read(s);
+    s->flush_due = 1; /* output queued while connecting */
+    evloop__stream_event(s, EVLOOP_STREAM_CONNECTED, 0);
+}
+
+static void evloop__stream_destroy(evloop_stream *s);
+
+/* Last step of every handler: write what its callbacks queued, then either
+   release a stream freed meanwhile or arm the write event for what is left. */
+static void evloop__stream_leave(evloop_stream *s)
+{
+    if (s->depth == 1 && !s->freed && s->flush_due) {
+        s->flush_due = 0;
+        evloop__stream_do_write(s);
+    }
+    if (--s->depth) return;
+    if (s->freed)
+        evloop__stream_destroy(s);
+    else
+        evloop__stream_sync_write(s);
+}
+
+static void evloop__stream_on_read(evloop_socket_t fd, short what, void *arg)
+{
+    evloop_stream *s = (evloop_stream *)arg;
+    (void)fd;
+    s->depth++;
+    if (what & EVLOOP_READ)
+        evloop__stream_do_read(s);
+    else
+        evloop__stream_stop(s, EVLOOP_READ, EVLOOP_STREAM_READING | EVLOOP_STREAM_TIMEOUT,
+                            ETIMEDOUT);
+    evloop__stream_leave(s);
+}
+
+static void evloop__stream_on_write(evloop_socket_t fd, short what, void *arg)
+{
+    evloop_stream *s = (evloop_stream *)arg;
+    (void)fd;
+    s->depth++;
+    if (s->connecting)
+        evloop__stream_connected(s, what);
+    else if (what & EVLOOP_WRITE)
+        evloop__stream_do_write(s);
+    else
+        evloop__stream_stop(s, EVLOOP_WRITE, EVLOOP_STREAM_WRITING | EVLOOP_STREAM_TIMEOUT,
+                            ETIMEDOUT);
+    evloop__stream_leave(s);
+}
+
+static void evloop__stream_attach(evloop_stream *s, evloop_socket_t fd)
+{
+    s->fd = fd;
+    evloop_event_assign(&s->rev, s->loop, fd, EVLOOP_READ | EVLOOP_PERSIST, evloop__stream_on_read,
+                        s);
+    evloop_event_assign(&s->wev, s->loop, fd, EVLOOP_WRITE | EVLOOP_PERSIST,
+                        evloop__stream_on_write, s);
+    evloop__sock_nosigpipe(fd);
+}
+
+/* What is still queued gets one more chance while the socket takes it. */
+static void evloop__stream_destroy(evloop_stream *s)
+{
+    if (s->fd >= 0 && !s->connecting && !s->broken) {
+        while (s->output.total && evloop__buf_writev(&s->output, s->fd, &s->sock_kind) > 0) {
+        }
+    }
+    if (s->fd >= 0 && (s->options & EVLOOP_STREAM_CLOSE_ON_FREE)) evloop__sock_close(s->fd);
+    evloop__buf_clear(&s->input);
+    evloop__buf_clear(&s->output);
+    EVLOOP_FREE(s);
+}
+
+EVLOOP__API evloop_stream *evloop_stream_new(evloop *loop, evloop_socket_t fd, int options)
+{
+    evloop_stream *s;
+    if (!loop || fd < -1 || (options & ~EVLOOP_STREAM_CLOSE_ON_FREE)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (fd >= 0 && evloop_make_socket_nonblocking(fd) < 0) return NULL;
+    if (!(s = (evloop_stream *)EVLOOP_MALLOC(sizeof *s))) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    memset(s, 0, sizeof *s);
+    s->loop = loop;
+    s->fd = -1;
+    s->options = options;
+    s->enabled = EVLOOP_WRITE; /* as in libevent: reading starts when enabled */
+    evloop__buf_init(&s->input);
+    evloop__buf_init(&s->output);
+    s->input.embedded = s->output.embedded = 1;
+    s->input.hook = evloop__stream_input_hook;
+    s->output.hook = evloop__stream_output_hook;
+    s->input.hook_arg = s->output.hook_arg = s;
+    if (fd >= 0) evloop__stream_attach(s, fd);
+    return s;
+}
+
+EVLOOP__API void evloop_stream_free(evloop_stream *s)
+{
+    if (!s || s->freed) return;
+    s->freed = 1;
+    s->readcb = s->writecb = NULL;
+    s->eventcb = NULL;
+    if (s->fd >= 0) { /* also cancels a queued callback, e.g. a failed connect */
+        evloop_event_del(&s->rev);
+        evloop_event_del(&s->wev);
+        s->reading = s->writing = 0;
+    }
+    if (!s->depth) evloop__stream_destroy(s);
+}
+
+EVLOOP__API void evloop_stream_setcb(evloop_stream *s, evloop_stream_data_cb readcb,
+                                     evloop_stream_data_cb writecb, evloop_stream_event_cb eventcb,
+                                     void *arg)
+{
+    if (!s || s->freed) return;
+    s->readcb = readcb;
+    s->writecb = writecb;
+    s->eventcb = eventcb;
+    s->arg = arg;
+}
+
+/* Move the enabled set to `enabled`, undoing it if the loop refuses. */
+static int evloop__stream_set_enabled(evloop_stream *s, short enabled)
+{
+    short old = s->enabled;
+    s->enabled = enabled;
+    if (evloop__stream_sync_read(s) == 0 && evloop__stream_sync_write(s) == 0) return 0;
+    {
+        int err = errno;
+        s->enabled = old;
+        evloop__stream_sync_read(s);
+        evloop__stream_sync_write(s);
+        return evloop__err(err);
+    }
+}
+
+EVLOOP__API int evloop_stream_enable(evloop_stream *s, short what)
+{
+    if (!s || s->freed || (what & ~(EVLOOP_READ | EVLOOP_WRITE))) return evloop__err(EINVAL);
+    return evloop__stream_set_enabled(s, (short)(s->enabled | what));
+}
+
+EVLOOP__API int evloop_stream_disable(evloop_stream *s, short what)
+{
+    if (!s || s->freed || (what & ~(EVLOOP_READ | EVLOOP_WRITE))) return evloop__err(EINVAL);
+    return evloop__stream_set_enabled(s, (short)(s->enabled & ~what));
+}
+
+EVLOOP__API short evloop_stream_get_enabled(const evloop_stream *s)
+{
+    return s ? s->enabled : 0;
+}
+
+EVLOOP__API evloop_buffer *evloop_stream_get_input(evloop_stream *s)
+{
+    return s ? &s->input : NULL;
+}
+
+EVLOOP__API evloop_buffer *evloop_stream_get_output(evloop_stream *s)
+{
+    return s ? &s->output : NULL;
+}
+
+/* The write high watermark: refuse n more bytes that would pass it. */
+static int evloop__stream_room(const evloop_stream *s, size_t n)
+{
+    if (!s->write_high) return 0;
+    if (n > s->write_high || s->output.total > s->write_high - n) return evloop__err(ENOBUFS);
+    return 0;
+}
+
+EVLOOP__API int evloop_stream_write(evloop_stream *s, const void *data, size_t len)
+{
+    if (!s || s->freed || (!data && len)) return evloop__err(EINVAL);
+    if (evloop__stream_room(s, len) < 0) return -1;
+    return evloop_buffer_add(&s->output, data, len);
+}
+
+EVLOOP__API int evloop_stream_write_buffer(evloop_stream *s, evloop_buffer *buf)
+{
+    if (!s || s->freed || !buf) return evloop__err(EINVAL);
+    if (evloop__stream_room(s, buf->total) < 0) return -1;
+    return evloop_buffer_add_buffer(&s->output, buf);
+}
+
+EVLOOP__API size_t evloop_stream_read(evloop_stream *s, void *data, size_t len)
+{
+    size_t n;
+    if (!s || !data) return 0;
+    n = evloop__buf_copy(&s->input, (unsigned char *)data, len);
+    if (!n) return 0;
+    evloop__buf_drop(&s->input, n);
+    evloop__buf_changed(&s->input);
+    return n;
+}
+
+EVLOOP__API void evloop_stream_setwatermark(evloop_stream *s, short events, size_t lowmark,
+                                            size_t highmark)
+{
+    if (!s) return;
+    if (highmark && highmark < lowmark) highmark = lowmark;
+    if (events & EVLOOP_WRITE) {
+        s->write_low = lowmark;
+        s->write_high = highmark;
+    }
+    if (events & EVLOOP_READ) {
+        s->read_low = lowmark;
+        s->read_high = highmark;
+        evloop__stream_sync_read(s);
+    }
+}
+
+/* NULL or {0, 0} means no timeout, as in libevent. */
+static int evloop__stream_take_tv(evloop *loop, const struct timeval *tv, struct timeval *dst,
+                                  unsigned char *has)
+{
+    if (!tv || (!tv->tv_sec && !tv->tv_usec)) {
+        *has = 0;
+        return 0;
+    }
+    if (evloop__tv_check(loop, tv) < 0) return -1;
+    *dst = *tv;
+    *has = 1;
+    return 0;
+}
+
+EVLOOP__API int evloop_stream_set_timeouts(evloop_stream *s, const struct timeval *read_tv,
+                                           const struct timeval *write_tv)
+{
+    struct timeval rtv, wtv;
+    unsigned char has_r, has_w;
+    if (!s || s->freed) return evloop__err(EINVAL);
+    if (evloop__stream_take_tv(s->loop, read_tv, &rtv, &has_r) < 0 ||
+        evloop__stream_take_tv(s->loop, write_tv, &wtv, &has_w) < 0)
+        return -1;
+    s->has_read_tv = has_r;
+    s->has_write_tv = has_w;
+    if (has_r) s->read_tv = rtv;
+    if (has_w) s->write_tv = wtv;
+    if (s->reading) evloop_event_add(&s->rev, has_r ? &s->read_tv : NULL);
+    if (s->writing) evloop_event_add(&s->wev, has_w ? &s->write_tv : NULL);
+    return 0;
+}
+
+EVLOOP__API int evloop_stream_connect(evloop_stream *s, const struct sockaddr *sa, int socklen)
+{
+    int made = 0;
+    if (!s || !sa || socklen <= 0 || s->freed || s->connecting || s->broken)
+        return evloop__err(EINVAL);
+    if (s->fd < 0) {
+        int fd = evloop__socket(sa->sa_family);
+        if (fd < 0) return -1;
+        evloop__stream_attach(s, fd);
+        made = 1;
+    }
+    s->connecting = 1;
+    if (connect(s->fd, sa, (socklen_t)socklen) < 0 && errno != EINPROGRESS && errno != EINTR) {
+        s->connect_err = errno; /* reported through the event callback, from the loop */
+        evloop__stream_sync_read(s);
+        evloop__stream_sync_write(s);
+        evloop_event_active(&s->wev, EVLOOP_WRITE, 1);
+        return 0;
+    }
+    evloop__stream_sync_read(s);
+    if (evloop__stream_sync_write(s) == 0) return 0;
+    s->connecting = 0;
+    if (made) {
+        evloop__sock_close(s->fd);
+        s->fd = -1;
+    }
+    return -1;
+}
+
+EVLOOP__API evloop_socket_t evloop_stream_get_fd(const evloop_stream *s)
+{
+    return s ? s->fd : -1;
+}
+
+/*== LISTENER ==*/
+
+/* Accepting runs until EAGAIN. When accept fails for want of descriptors
+   (EMFILE, ENFILE) or memory, the pending connection stays in the backlog
+   and the socket stays readable, so retrying at once would spin: instead the
+   listener rests on a timer and tries again. */
+struct evloop_listener {
+    evloop *loop;
+    evloop_event ev;    /* READ|PERSIST on the listening socket */
+    evloop_event pause; /* ends a rest after accept ran out of resources */
+    evloop_listener_cb cb;
+    void *arg;
+    evloop_socket_t fd;
+    unsigned flags;
+    int depth; /* as for streams: free inside the callback waits for 0 */
+    unsigned char enabled, paused, freed;
+};
+
+#define EVLOOP__LISTENER_FLAGS                                                                     \
+    (EVLOOP_LISTENER_CLOSE_ON_FREE | EVLOOP_LISTENER_REUSEABLE | EVLOOP_LISTENER_DISABLED |        \
+     EVLOOP_LISTENER_REUSEABLE_PORT)
+
+static void evloop__listener_destroy(evloop_listener *l)
+{
+    if (l->flags & EVLOOP_LISTENER_CLOSE_ON_FREE) evloop__sock_close(l->fd);
+    EVLOOP_FREE(l);
+}
+
+static void evloop__listener_rest(evloop_listener *l)
+{
+    struct timeval tv = {0, EVLOOP__ACCEPT_WAIT};
+    evloop_event_del(&l->ev);
+    l->paused = 1;
+    evloop_event_add(&l->pause, &tv);
+}
+
+static void evloop__listener_on_rested(evloop_socket_t fd, short what, void *arg)
+{
+    evloop_listener *l = (evloop_listener *)arg;
+    (void)fd;
+    (void)what;
+    l->paused = 0;
+    if (l->enabled && evloop_event_add(&l->ev, NULL) < 0) evloop__listener_rest(l);
+}
+
+/* After a failed accept: 1 to go on with the next connection, 0 to stop. */
+static int evloop__listener_failed(evloop_listener *l, int err)
+{
+    if (err == EINTR || err == ECONNABORTED || err == EPROTO) return 1; /* that one is gone */
+    if (err == EAGAIN || err == EWOULDBLOCK) return 0;
+    evloop__listener_rest(l); /* EMFILE, ENFILE, ENOBUFS, ENOMEM, or worse */
+    return 0;
+}
+
+static void evloop__listener_on_accept(evloop_socket_t fd, short what, void *arg)
+{
+    evloop_listener *l = (evloop_listener *)arg;
+    (void)fd;
+    (void)what;
+    l->depth++;
+    while (l->enabled && !l->paused && !l->freed) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        int c = evloop__accept(l->fd, (struct sockaddr *)&ss, &len);
+        if (c >= 0)
+            l->cb(l, c, (struct sockaddr *)&ss, (int)len, l->arg);
+        else if (!evloop__listener_failed(l, errno))
+            break;
+    }
+    if (--l->depth == 0 && l->freed) evloop__listener_destroy(l);
+}
+
+EVLOOP__API evloop_listener *evloop_listener_new(evloop *loop, evloop_listener_cb cb, void *arg,
+                                                 unsigned flags, int backlog, evloop_socket_t fd)
+{
+    evloop_listener *l;
+    if (!loop || !cb || fd < 0 || (flags & ~(unsigned)EVLOOP__LISTENER_FLAGS)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (backlog && listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0) return NULL;
+    if (evloop_make_socket_nonblocking(fd) < 0) return NULL;
+    if (!(l = (evloop_listener *)EVLOOP_MALLOC(sizeof *l))) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    memset(l, 0, sizeof *l);
+    l->loop = loop;
+    l->cb = cb;
+    l->arg = arg;
+    l->fd = fd;
+    l->flags = flags;
+    evloop_event_assign(&l->ev, loop, fd, EVLOOP_READ | EVLOOP_PERSIST, evloop__listener_on_accept,
+                        l);
+    evloop_timer_assign(&l->pause, loop, evloop__listener_on_rested, l);
+    if (!(flags & EVLOOP_LISTENER_DISABLED) && evloop_listener_enable(l) < 0) {
+        int err = errno;
+        EVLOOP_FREE(l); /* the socket stays the caller's */
+        errno = err;
+        return NULL;
+    }
+    return l;
+}
+
+static int evloop__sock_option(int fd, int name)
+{
+    int on = 1;
+    return setsockopt(fd, SOL_SOCKET, name, &on, sizeof on);
+}
+
+static int evloop__listener_prepare(int fd, unsigned flags, const struct sockaddr *sa, int socklen)
+{
+    if ((flags & EVLOOP_LISTENER_REUSEABLE) && evloop__sock_option(fd, SO_REUSEADDR) < 0) return -1;
+    if (flags & EVLOOP_LISTENER_REUSEABLE_PORT) {
+#ifdef SO_REUSEPORT
+        if (evloop__sock_option(fd, SO_REUSEPORT) < 0) return -1;
+#else
+        return evloop__err(ENOPROTOOPT);
+#endif
+    }
+    return bind(fd, sa, (socklen_t)socklen);
+}
+
+EVLOOP__API evloop_listener *evloop_listener_new_bind(evloop *loop, evloop_listener_cb cb,
+                                                      void *arg, unsigned flags, int backlog,
+                                                      const struct sockaddr *sa, int socklen)
+{
+    evloop_listener *l;
+    int fd;
+    if (!loop || !cb || !sa || socklen <= 0 || (flags & ~(unsigned)EVLOOP__LISTENER_FLAGS)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if ((fd = evloop__socket(sa->sa_family)) < 0) return NULL;
+    if (evloop__listener_prepare(fd, flags, sa, socklen) < 0 ||
+        !(l = evloop_listener_new(loop, cb, arg, flags, backlog > 0 ? backlog : -1, fd))) {
+        evloop__sock_close(fd);
+        return NULL;
+    }
+    return l;
+}
+
+EVLOOP__API void evloop_listener_free(evloop_listener *l)
+{
+    if (!l || l->freed) return;
+    l->freed = 1;
+    l->enabled = 0;
+    evloop_event_del(&l->ev);
+    evloop_event_del(&l->pause);
+    if (!l->depth) evloop__listener_destroy(l);
+}
+
+EVLOOP__API int evloop_listener_enable(evloop_listener *l)
+{
+    if (!l || l->freed) return evloop__err(EINVAL);
+    if (l->enabled || l->paused) { /* a rest in progress re-adds the event when it ends */
+        l->enabled = 1;
+        return 0;
+    }
+    if (evloop_event_add(&l->ev, NULL) < 0) return -1;
+    l->enabled = 1;
+    return 0;
+}
+
+EVLOOP__API int evloop_listener_disable(evloop_listener *l)
+{
+    if (!l || l->freed) return evloop__err(EINVAL);
+    l->enabled = 0;
+    l->paused = 0;
+    evloop_event_del(&l->ev);
+    evloop_event_del(&l->pause);
+    return 0;
+}
+
+EVLOOP__API evloop_socket_t evloop_listener_get_fd(const evloop_listener *l)
+{
+    return l ? l->fd : -1;
+}
+
+#endif /* EVLOOP_NO_STREAMS */
 
 #endif /* EVLOOP_IMPLEMENTATION */
 

@@ -4,7 +4,8 @@
 #   2. compile checks: gcc and clang (when installed), C99, C11 and C++11,
 #      every backend, two translation units, EVLOOP_STATIC, each EVLOOP_NO_*
 #      option, and the combinations that must refuse to compile
-#   3. the test program on every backend, plain and under ASan+UBSan, and
+#   3. the test programs (core, networking layer) on every backend, plain
+#      and under ASan+UBSan, and
 #      the system calls the change list makes (epoll, kqueue)
 #   4. the threaded tests under TSan
 #   5. the examples, started and talked to by tests/test_examples.c
@@ -85,10 +86,13 @@ for cc in $compilers; do
         done
         check "$cxx -std=c++11 $b: minimal program builds and runs" \
             sh -c "$cxx -x c++ -std=c++11 $WARN -pthread -I. $bf tests/compile/minimal.c -o $B/min && $B/min"
-        check "$cxx -std=c++11 $b: test program compiles as C++" \
-            $cxx -x c++ -std=c++11 $WARN -pthread -I. -Itests $bf -c tests/test_evloop.c -o "$B/cxx.o"
+        for t in test_evloop test_streams; do
+            check "$cxx -std=c++11 $b: $t compiles as C++" \
+                $cxx -x c++ -std=c++11 $WARN -pthread -I. -Itests $bf -c tests/$t.c -o "$B/cxx.o"
+        done
     done
-    for opt in EVLOOP_NO_SIGNALS EVLOOP_NO_THREADS EVLOOP_NO_STDIO "EVLOOP_NO_SIGNALS -DEVLOOP_NO_THREADS -DEVLOOP_NO_STDIO"; do
+    for opt in EVLOOP_NO_SIGNALS EVLOOP_NO_THREADS EVLOOP_NO_STDIO EVLOOP_NO_STREAMS \
+        "EVLOOP_NO_SIGNALS -DEVLOOP_NO_THREADS -DEVLOOP_NO_STDIO -DEVLOOP_NO_STREAMS"; do
         pt=-pthread
         case "$opt" in *NO_THREADS*) pt= ;; esac
         check "$cc -D$opt builds and runs" \
@@ -122,17 +126,22 @@ san_cc=gcc
 have clang && san_cc=clang
 
 echo "== building the test program"
-pids=""
+# Two compilers at a time: the machine has two cores.
+build_suite() { # NAME SOURCE BACKEND CC [FLAGS...]
+    local name=$1 src=$2 b=$3 cc=$4
+    shift 4
+    $cc -std=c99 $WARN -g -O1 "$@" -pthread -I. -Itests $(backend_flags "$b") "tests/$src.c" \
+        -o "$B/$name" >"$B/build_$name.log" 2>&1
+}
+SAN="-fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined"
 for b in $BACKENDS; do
-    bf=$(backend_flags "$b")
-    gcc -std=c99 $WARN -g -O1 -pthread -I. -Itests $bf tests/test_evloop.c -o "$B/test_$b" >"$B/build_$b.log" 2>&1 &
-    pids="$pids $!"
-    $san_cc -std=c99 $WARN -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
-        -fno-sanitize-recover=undefined -pthread -I. -Itests $bf tests/test_evloop.c \
-        -o "$B/asan_$b" >"$B/build_asan_$b.log" 2>&1 &
-    pids="$pids $!"
+    build_suite "test_$b" test_evloop "$b" gcc &
+    build_suite "asan_$b" test_evloop "$b" $san_cc $SAN &
+    wait
+    build_suite "streams_$b" test_streams "$b" gcc &
+    build_suite "asan_streams_$b" test_streams "$b" $san_cc $SAN &
+    wait
 done
-wait $pids
 $san_cc -std=c99 $WARN -g -O1 -fsanitize=thread -pthread -I. -Itests -DEVLOOP_BACKEND_EPOLL \
     tests/test_evloop.c -o "$B/tsan_epoll" >"$B/build_tsan.log" 2>&1
 make -s examples >"$B/build_examples.log" 2>&1
@@ -159,6 +168,8 @@ run_pair() {
 echo "== test program, every backend"
 run_pair test_epoll test_poll
 run_pair test_select test_kqueue
+run_pair streams_epoll streams_poll
+run_pair streams_select streams_kqueue
 
 echo "== system calls made by the change list"
 for b in epoll kqueue; do
@@ -175,6 +186,8 @@ echo "== test program under ASan+UBSan ($san_cc)"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1
 run_pair asan_epoll asan_poll
 run_pair asan_select asan_kqueue
+run_pair asan_streams_epoll asan_streams_poll
+run_pair asan_streams_select asan_streams_kqueue
 
 echo "== threaded tests under TSan ($san_cc)"
 if [ -x "$B/tsan_epoll" ]; then
