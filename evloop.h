@@ -2616,12 +2616,6 @@ struct evloop_buffer {
 #define EVLOOP__NOT_FOUND   ((size_t)-1)
 #define EVLOOP__ACCEPT_WAIT 100000 /* us a listener rests after running out of fds */
 
-static int evloop__err(int err)
-{
-    errno = err;
-    return -1;
-}
-
 static evloop__chunk *evloop__chunk_new(size_t cap)
 {
     evloop__chunk *c;
@@ -3032,8 +3026,8 @@ EVLOOP__API size_t evloop_buffer_get_length(const evloop_buffer *buf)
 
 EVLOOP__API int evloop_buffer_add(evloop_buffer *buf, const void *data, size_t len)
 {
-    if (!buf || (!data && len)) return evloop__err(EINVAL);
-    if (len > SIZE_MAX - buf->total) return evloop__err(EOVERFLOW);
+    if (!buf || (!data && len)) return evloop__fail(EINVAL);
+    if (len > SIZE_MAX - buf->total) return evloop__fail(EOVERFLOW);
     if (!len) return 0;
     if (evloop__buf_append(buf, (const unsigned char *)data, len) < 0) return -1;
     evloop__buf_changed(buf);
@@ -3049,14 +3043,14 @@ EVLOOP__API int evloop_buffer_add_vprintf(evloop_buffer *buf, const char *fmt, v
     size_t room;
     va_list first;
     int n;
-    if (!buf || !fmt) return evloop__err(EINVAL);
+    if (!buf || !fmt) return evloop__fail(EINVAL);
     last = buf->last;
     room = last ? evloop__chunk_room(last) : 0;
     va_copy(first, ap);
     n = vsnprintf(room ? (char *)evloop__chunk_end(last) : NULL, room, fmt, first);
     va_end(first);
-    if (n < 0) return evloop__err(errno ? errno : EINVAL);
-    if ((size_t)n > SIZE_MAX - buf->total) return evloop__err(EOVERFLOW);
+    if (n < 0) return evloop__fail(errno ? errno : EINVAL);
+    if ((size_t)n > SIZE_MAX - buf->total) return evloop__fail(EOVERFLOW);
     if ((size_t)n < room) {
         last->len += (size_t)n;
         buf->total += (size_t)n;
@@ -3085,9 +3079,9 @@ EVLOOP__API int evloop_buffer_add_buffer(evloop_buffer *dst, evloop_buffer *src)
 {
     evloop__chunk *first, *last;
     size_t n;
-    if (!dst || !src || dst == src) return evloop__err(EINVAL);
+    if (!dst || !src || dst == src) return evloop__fail(EINVAL);
     if (!src->total) return 0;
-    if (src->total > SIZE_MAX - dst->total) return evloop__err(EOVERFLOW);
+    if (src->total > SIZE_MAX - dst->total) return evloop__fail(EOVERFLOW);
     first = src->first;
     last = src->last;
     n = src->total;
@@ -3101,14 +3095,14 @@ EVLOOP__API int evloop_buffer_add_buffer(evloop_buffer *dst, evloop_buffer *src)
 
 EVLOOP__API int evloop_buffer_copyout(const evloop_buffer *buf, void *data, size_t len)
 {
-    if (!buf || (!data && len)) return evloop__err(EINVAL);
+    if (!buf || (!data && len)) return evloop__fail(EINVAL);
     return (int)evloop__buf_copy(buf, (unsigned char *)data, evloop__int_clamp(len));
 }
 
 EVLOOP__API int evloop_buffer_remove(evloop_buffer *buf, void *data, size_t len)
 {
     size_t n;
-    if (!buf || (!data && len)) return evloop__err(EINVAL);
+    if (!buf || (!data && len)) return evloop__fail(EINVAL);
     n = evloop__buf_copy(buf, (unsigned char *)data, evloop__int_clamp(len));
     if (!n) return 0;
     evloop__buf_drop(buf, n);
@@ -3118,7 +3112,7 @@ EVLOOP__API int evloop_buffer_remove(evloop_buffer *buf, void *data, size_t len)
 
 EVLOOP__API int evloop_buffer_drain(evloop_buffer *buf, size_t len)
 {
-    if (!buf) return evloop__err(EINVAL);
+    if (!buf) return evloop__fail(EINVAL);
     if (!len || !buf->total) return 0;
     evloop__buf_drop(buf, len);
     evloop__buf_changed(buf);
@@ -3141,11 +3135,11 @@ EVLOOP__API unsigned char *evloop_buffer_pullup(evloop_buffer *buf, long size)
 EVLOOP__API long evloop_buffer_find(const evloop_buffer *buf, const void *what, size_t len)
 {
     size_t pos;
-    if (!buf || (!what && len)) return evloop__err(EINVAL);
+    if (!buf || (!what && len)) return evloop__fail(EINVAL);
     if (!len) return 0;
     pos = evloop__buf_search(buf, (const unsigned char *)what, len);
     if (pos == EVLOOP__NOT_FOUND) return -1;
-    if (pos > (size_t)LONG_MAX) return evloop__err(EOVERFLOW);
+    if (pos > (size_t)LONG_MAX) return evloop__fail(EOVERFLOW);
     return (long)pos;
 }
 
@@ -3182,8 +3176,8 @@ EVLOOP__API void evloop_mem_free(void *p)
 EVLOOP__API int evloop_buffer_read(evloop_buffer *buf, evloop_socket_t fd, int howmuch)
 {
     int n;
-    if (!buf || fd < 0 || howmuch == 0) return evloop__err(EINVAL);
-    if (buf->total == SIZE_MAX) return evloop__err(EOVERFLOW);
+    if (!buf || fd < 0 || howmuch == 0) return evloop__fail(EINVAL);
+    if (buf->total == SIZE_MAX) return evloop__fail(EOVERFLOW);
     n = evloop__buf_readv(buf, fd, howmuch < 0 ? (size_t)INT_MAX : (size_t)howmuch);
     if (n > 0) evloop__buf_changed(buf);
     return n;
@@ -3192,7 +3186,7 @@ EVLOOP__API int evloop_buffer_read(evloop_buffer *buf, evloop_socket_t fd, int h
 EVLOOP__API int evloop_buffer_write(evloop_buffer *buf, evloop_socket_t fd)
 {
     int kind = 0, n;
-    if (!buf || fd < 0) return evloop__err(EINVAL);
+    if (!buf || fd < 0) return evloop__fail(EINVAL);
     n = evloop__buf_writev(buf, fd, &kind);
     if (n > 0) evloop__buf_changed(buf);
     return n;
@@ -3218,7 +3212,7 @@ EVLOOP__API int evloop_make_socket_closeonexec(evloop_socket_t fd)
 
 EVLOOP__API int evloop_socketpair(int family, int type, int protocol, evloop_socket_t fds[2])
 {
-    if (!fds) return evloop__err(EINVAL);
+    if (!fds) return evloop__fail(EINVAL);
     return socketpair(family, type, protocol, fds);
 }
 
@@ -3587,19 +3581,19 @@ static int evloop__stream_set_enabled(evloop_stream *s, short enabled)
         s->enabled = old;
         evloop__stream_sync_read(s);
         evloop__stream_sync_write(s);
-        return evloop__err(err);
+        return evloop__fail(err);
     }
 }
 
 EVLOOP__API int evloop_stream_enable(evloop_stream *s, short what)
 {
-    if (!s || s->freed || (what & ~(EVLOOP_READ | EVLOOP_WRITE))) return evloop__err(EINVAL);
+    if (!s || s->freed || (what & ~(EVLOOP_READ | EVLOOP_WRITE))) return evloop__fail(EINVAL);
     return evloop__stream_set_enabled(s, (short)(s->enabled | what));
 }
 
 EVLOOP__API int evloop_stream_disable(evloop_stream *s, short what)
 {
-    if (!s || s->freed || (what & ~(EVLOOP_READ | EVLOOP_WRITE))) return evloop__err(EINVAL);
+    if (!s || s->freed || (what & ~(EVLOOP_READ | EVLOOP_WRITE))) return evloop__fail(EINVAL);
     return evloop__stream_set_enabled(s, (short)(s->enabled & ~what));
 }
 
@@ -3622,20 +3616,20 @@ EVLOOP__API evloop_buffer *evloop_stream_get_output(evloop_stream *s)
 static int evloop__stream_room(const evloop_stream *s, size_t n)
 {
     if (!s->write_high) return 0;
-    if (n > s->write_high || s->output.total > s->write_high - n) return evloop__err(ENOBUFS);
+    if (n > s->write_high || s->output.total > s->write_high - n) return evloop__fail(ENOBUFS);
     return 0;
 }
 
 EVLOOP__API int evloop_stream_write(evloop_stream *s, const void *data, size_t len)
 {
-    if (!s || s->freed || (!data && len)) return evloop__err(EINVAL);
+    if (!s || s->freed || (!data && len)) return evloop__fail(EINVAL);
     if (evloop__stream_room(s, len) < 0) return -1;
     return evloop_buffer_add(&s->output, data, len);
 }
 
 EVLOOP__API int evloop_stream_write_buffer(evloop_stream *s, evloop_buffer *buf)
 {
-    if (!s || s->freed || !buf) return evloop__err(EINVAL);
+    if (!s || s->freed || !buf) return evloop__fail(EINVAL);
     if (evloop__stream_room(s, buf->total) < 0) return -1;
     return evloop_buffer_add_buffer(&s->output, buf);
 }
@@ -3686,7 +3680,7 @@ EVLOOP__API int evloop_stream_set_timeouts(evloop_stream *s, const struct timeva
 {
     struct timeval rtv, wtv;
     unsigned char has_r, has_w;
-    if (!s || s->freed) return evloop__err(EINVAL);
+    if (!s || s->freed) return evloop__fail(EINVAL);
     if (evloop__stream_take_tv(s->loop, read_tv, &rtv, &has_r) < 0 ||
         evloop__stream_take_tv(s->loop, write_tv, &wtv, &has_w) < 0)
         return -1;
@@ -3703,7 +3697,7 @@ EVLOOP__API int evloop_stream_connect(evloop_stream *s, const struct sockaddr *s
 {
     int made = 0;
     if (!s || !sa || socklen <= 0 || s->freed || s->connecting || s->broken)
-        return evloop__err(EINVAL);
+        return evloop__fail(EINVAL);
     if (s->fd < 0) {
         int fd = evloop__socket(sa->sa_family);
         if (fd < 0) return -1;
@@ -3850,7 +3844,7 @@ static int evloop__listener_prepare(int fd, unsigned flags, const struct sockadd
 #ifdef SO_REUSEPORT
         if (evloop__sock_option(fd, SO_REUSEPORT) < 0) return -1;
 #else
-        return evloop__err(ENOPROTOOPT);
+        return evloop__fail(ENOPROTOOPT);
 #endif
     }
     return bind(fd, sa, (socklen_t)socklen);
@@ -3887,7 +3881,7 @@ EVLOOP__API void evloop_listener_free(evloop_listener *l)
 
 EVLOOP__API int evloop_listener_enable(evloop_listener *l)
 {
-    if (!l || l->freed) return evloop__err(EINVAL);
+    if (!l || l->freed) return evloop__fail(EINVAL);
     if (l->enabled || l->paused) { /* a rest in progress re-adds the event when it ends */
         l->enabled = 1;
         return 0;
@@ -3899,7 +3893,7 @@ EVLOOP__API int evloop_listener_enable(evloop_listener *l)
 
 EVLOOP__API int evloop_listener_disable(evloop_listener *l)
 {
-    if (!l || l->freed) return evloop__err(EINVAL);
+    if (!l || l->freed) return evloop__fail(EINVAL);
     l->enabled = 0;
     l->paused = 0;
     evloop_event_del(&l->ev);

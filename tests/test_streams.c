@@ -12,16 +12,7 @@
 #define _GNU_SOURCE /* MAP_ANON, strsignal, dirfd, sigtimedwait for the harness; accept4 */
 #endif
 
-#include <stddef.h>
-#include <stdlib.h>
-#include <pthread.h>
-
-static void *test_malloc(size_t n);
-static void *test_realloc(void *p, size_t n);
-static void test_free(void *p);
-#define EVLOOP_MALLOC(n)     test_malloc(n)
-#define EVLOOP_REALLOC(p, n) test_realloc((p), (n))
-#define EVLOOP_FREE(p)       test_free(p)
+#include "alloc_hooks.h"
 
 #define EVLOOP_IMPLEMENTATION
 #include "evloop.h"
@@ -44,77 +35,6 @@ static void test_free(void *p);
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-/*== ALLOCATOR HOOKS ==*/
-
-#define TEST_ALLOC_HDR 16
-#define TEST_ALLOC_MAX ((size_t)1 << 32) /* larger requests fail, as they would for real */
-static pthread_mutex_t alloc_lock = PTHREAD_MUTEX_INITIALIZER;
-static long alloc_live;  /* blocks the library holds now */
-static long alloc_calls; /* malloc/realloc calls so far */
-static int alloc_fail;   /* when set, every allocation fails */
-
-static void *test_malloc(size_t n)
-{
-    unsigned char *p = NULL;
-    pthread_mutex_lock(&alloc_lock);
-    if (!alloc_fail && n <= TEST_ALLOC_MAX) {
-        alloc_calls++;
-        p = (unsigned char *)malloc(n + TEST_ALLOC_HDR);
-        if (p) alloc_live++;
-    }
-    pthread_mutex_unlock(&alloc_lock);
-    if (!p) errno = ENOMEM;
-    return p ? p + TEST_ALLOC_HDR : NULL;
-}
-
-static void *test_realloc(void *p, size_t n)
-{
-    unsigned char *q = NULL;
-    if (!p) return test_malloc(n);
-    pthread_mutex_lock(&alloc_lock);
-    if (!alloc_fail && n <= TEST_ALLOC_MAX) {
-        alloc_calls++;
-        q = (unsigned char *)realloc((unsigned char *)p - TEST_ALLOC_HDR, n + TEST_ALLOC_HDR);
-    }
-    pthread_mutex_unlock(&alloc_lock);
-    if (!q) errno = ENOMEM;
-    return q ? q + TEST_ALLOC_HDR : NULL;
-}
-
-static void test_free(void *p)
-{
-    if (!p) return;
-    pthread_mutex_lock(&alloc_lock);
-    alloc_live--;
-    pthread_mutex_unlock(&alloc_lock);
-    free((unsigned char *)p - TEST_ALLOC_HDR);
-}
-
-static long live_blocks(void)
-{
-    long n;
-    pthread_mutex_lock(&alloc_lock);
-    n = alloc_live;
-    pthread_mutex_unlock(&alloc_lock);
-    return n;
-}
-
-static long alloc_count(void)
-{
-    long n;
-    pthread_mutex_lock(&alloc_lock);
-    n = alloc_calls;
-    pthread_mutex_unlock(&alloc_lock);
-    return n;
-}
-
-static void set_alloc_fail(int on)
-{
-    pthread_mutex_lock(&alloc_lock);
-    alloc_fail = on;
-    pthread_mutex_unlock(&alloc_lock);
-}
 
 /*== HELPERS ==*/
 
