@@ -191,6 +191,7 @@ struct evloop_event {
     short res;          /* what fired, while active */
     unsigned char flags;
     unsigned char priority;
+    unsigned char spare[6]; /* fills the padding, so every byte is defined */
 };
 
 /*== THE LOOP ==*/
@@ -1110,12 +1111,16 @@ static int evloop__be_change(evloop *loop, int fd, unsigned old, unsigned mask)
                ((mask & EVLOOP_CLOSED) ? (unsigned)EPOLLRDHUP : 0u) |
                ((mask & EVLOOP_ET) ? (unsigned)EPOLLET : 0u);
     e.data.fd = fd;
-    /* A stale mask means "probably registered": MOD first costs one call in
-       the common case (an event re-assigned to the same fd). */
-    op = old ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    /* Unknown or stale (the number may name a new file): ADD. EEXIST proves
+       the kernel still watches this very file, and a refused ADD is cheaper
+       than a MOD, which polls the file again; it is then done if the mask is
+       what the kernel already has (an event re-assigned to the same fd). */
+    op = old && !(old & EVLOOP__KMASK_STALE) ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
     if (epoll_ctl(loop->be.epfd, op, fd, &e) == 0) return 0;
     if (op == EPOLL_CTL_MOD && errno == ENOENT)
         retry = EPOLL_CTL_ADD;
+    else if (op == EPOLL_CTL_ADD && errno == EEXIST && (old & ~EVLOOP__KMASK_STALE) == mask)
+        return 0;
     else if (op == EPOLL_CTL_ADD && errno == EEXIST)
         retry = EPOLL_CTL_MOD;
     else
@@ -2399,15 +2404,17 @@ EVLOOP__API int evloop_event_assign(evloop_event *ev, evloop *loop, evloop_socke
     } else if ((what & EVLOOP__IO_BITS) && fd < 0) {
         return evloop__fail(EINVAL);
     }
-    memset(ev, 0, sizeof *ev); /* padding too: the bytes are fully defined */
     ev->loop = loop;
     ev->cb = cb;
     ev->arg = arg;
+    ev->next = NULL;
     ev->timeout = EVLOOP__NO_TIMEOUT;
     ev->fd = fd;
     ev->timer_idx = ev->active_idx = -1;
     ev->events = what;
+    ev->res = 0;
     ev->flags = EVLOOP__F_INIT | EVLOOP__F_NEWFD;
+    memset(ev->spare, 0, sizeof ev->spare);
     ev->priority = (unsigned char)(loop->npri / 2);
     return 0;
 }
