@@ -675,6 +675,15 @@ static void evloop__store(int *p, int v)
 #endif
 }
 
+EVLOOP__MAYBE_UNUSED static void evloop__add(int *p, int delta)
+{
+#ifdef EVLOOP__ATOMIC_OK
+    __atomic_fetch_add(p, delta, __ATOMIC_ACQ_REL);
+#else
+    *(volatile int *)p += delta;
+#endif
+}
+
 EVLOOP__MAYBE_UNUSED static int evloop__exchange(int *p, int v)
 {
 #ifdef EVLOOP__ATOMIC_OK
@@ -1478,9 +1487,12 @@ static void evloop__wake_fd(int fd)
     (void)r; /* full means a wakeup is pending already */
 }
 
+/* A plain load first: in a flood of posts the wakeup is nearly always in
+   flight already, and the load spares a locked instruction. */
 EVLOOP__MAYBE_UNUSED static void evloop__wake(evloop *loop)
 {
-    if (!evloop__exchange(&loop->wake_sent, 1)) evloop__wake_fd(loop->wake_wr);
+    if (!evloop__load(&loop->wake_sent) && !evloop__exchange(&loop->wake_sent, 1))
+        evloop__wake_fd(loop->wake_wr);
 }
 
 #ifndef EVLOOP_NO_SIGNALS
@@ -1812,17 +1824,13 @@ static int evloop__run_posted(evloop *loop)
         loop->batch_pos = 0;
         pthread_mutex_unlock(&loop->lock);
     }
+    loop->time_stale = 1;
     while (loop->batch_pos < loop->nbatch && !evloop__load(&loop->got_break)) {
         evloop__post p = loop->batch[loop->batch_pos++];
-#ifdef EVLOOP__ATOMIC_OK
-        __atomic_fetch_sub(&loop->posted, 1, __ATOMIC_ACQ_REL);
-#else
-        loop->posted--;
-#endif
-        loop->time_stale = 1;
         p.fn(p.arg);
         ran++;
     }
+    evloop__add(&loop->posted, -ran); /* once per batch, not per call */
     return ran;
 }
 #else
@@ -2376,11 +2384,7 @@ EVLOOP__API int evloop_post(evloop *loop, void (*fn)(void *arg), void *arg)
     loop->posts[loop->nposts].fn = fn;
     loop->posts[loop->nposts].arg = arg;
     loop->nposts++;
-#ifdef EVLOOP__ATOMIC_OK
-    __atomic_fetch_add(&loop->posted, 1, __ATOMIC_ACQ_REL);
-#else
-    loop->posted++;
-#endif
+    evloop__add(&loop->posted, 1);
     own_thread = loop->in_run && pthread_equal(loop->owner, pthread_self());
     pthread_mutex_unlock(&loop->lock);
     /* From the loop's own thread the next round sees it without a wakeup. */
