@@ -1703,7 +1703,14 @@ static void evloop__queue_cancel(evloop *loop, evloop_event *ev)
    timeout starts its timeout again (timer expiry re-arms it itself). */
 static void evloop__activate(evloop *loop, evloop_event *ev, short res)
 {
-    int was = evloop__is_live(ev);
+    int was;
+    if ((ev->events & EVLOOP_PERSIST) && ev->timeout == EVLOOP__NO_TIMEOUT && ev->active_idx < 0 &&
+        (ev->flags & (EVLOOP__F_IO | EVLOOP__F_SIG)) && !(ev->flags & EVLOOP__F_INTERNAL)) {
+        /* The common case, a watcher that stays pending: just queue it. */
+        if (evloop__queue_push(loop, ev) == 0) ev->res = res;
+        return;
+    }
+    was = evloop__is_live(ev);
     if (!(ev->events & EVLOOP_PERSIST))
         evloop__unpend(loop, ev);
     else if (ev->timeout != EVLOOP__NO_TIMEOUT && !(res & EVLOOP_TIMEOUT))
