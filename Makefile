@@ -5,7 +5,8 @@ CC      ?= cc
 CFLAGS  ?= -O2 -g
 WARN     = -std=c99 -Wall -Wextra -Wpedantic -Werror
 BUILD    = build
-EXAMPLES = rot13_server fifo_reader timers signals echo_server
+EXAMPLES = rot13_server fifo_reader timers signals echo_server \
+           rot13_stream echo_stream chat_server http_hello tcp_client threaded_server
 FORMAT   = evloop.h $(wildcard examples/*.c tests/*.c tests/*.h tests/*/*.c tests/kqueue/sys/*.h)
 
 .PHONY: all help run test bench examples format format-check clean

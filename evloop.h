@@ -1469,6 +1469,22 @@ static void evloop__reify(evloop *loop)
     loop->nchanges = 0;
 }
 
+/* Before the loop's own code closes an fd: apply its pending change now, so
+   the kernel is not asked about a number that may already name another
+   thread's new file by the next wait. Keeps errno. */
+EVLOOP__MAYBE_UNUSED static void evloop__close_fd(evloop *loop, int fd)
+{
+    int err = errno;
+    if (fd < loop->nfds) {
+        evloop__fdinfo *fi = &loop->fds[fd];
+        unsigned want = evloop__fd_wanted(fi);
+        if (want != fi->kmask)
+            fi->kmask = evloop__be_change(loop, fd, fi->kmask, want) < 0 ? 0 : (unsigned char)want;
+    }
+    close(fd);
+    errno = err;
+}
+
 /*== WAKEUP DESCRIPTOR (signals and other threads) ==*/
 
 #if !defined(EVLOOP_NO_SIGNALS) || !defined(EVLOOP_NO_THREADS)
@@ -3530,7 +3546,7 @@ static void evloop__stream_destroy(evloop_stream *s)
         while (s->output.total && evloop__buf_writev(&s->output, s->fd, &s->sock_kind) > 0) {
         }
     }
-    if (s->fd >= 0 && (s->options & EVLOOP_STREAM_CLOSE_ON_FREE)) evloop__sock_close(s->fd);
+    if (s->fd >= 0 && (s->options & EVLOOP_STREAM_CLOSE_ON_FREE)) evloop__close_fd(s->loop, s->fd);
     evloop__buf_clear(&s->input);
     evloop__buf_clear(&s->output);
     EVLOOP_FREE(s);
@@ -3734,7 +3750,7 @@ EVLOOP__API int evloop_stream_connect(evloop_stream *s, const struct sockaddr *s
     if (evloop__stream_sync_write(s) == 0) return 0;
     s->connecting = 0;
     if (made) {
-        evloop__sock_close(s->fd);
+        evloop__close_fd(s->loop, s->fd);
         s->fd = -1;
     }
     return -1;
@@ -3769,7 +3785,7 @@ struct evloop_listener {
 
 static void evloop__listener_destroy(evloop_listener *l)
 {
-    if (l->flags & EVLOOP_LISTENER_CLOSE_ON_FREE) evloop__sock_close(l->fd);
+    if (l->flags & EVLOOP_LISTENER_CLOSE_ON_FREE) evloop__close_fd(l->loop, l->fd);
     EVLOOP_FREE(l);
 }
 

@@ -8,7 +8,9 @@
 #      and under ASan+UBSan, and
 #      the system calls the change list makes (epoll, kqueue)
 #   4. the threaded tests under TSan
-#   5. the examples, started and talked to by tests/test_examples.c
+#   5. the examples, started and talked to by tests/test_examples.c and
+#      tests/test_stream_examples.c (the servers on streams also under
+#      ASan+UBSan, the threaded one under TSan)
 # It ends with "N passed, N failed, N skipped" and fails if anything failed.
 set -u
 cd "$(dirname "$0")/.."
@@ -145,7 +147,16 @@ done
 $san_cc -std=c99 $WARN -g -O1 -fsanitize=thread -pthread -I. -Itests -DEVLOOP_BACKEND_EPOLL \
     tests/test_evloop.c -o "$B/tsan_epoll" >"$B/build_tsan.log" 2>&1
 make -s examples >"$B/build_examples.log" 2>&1
-gcc -std=c99 $WARN -g -O1 -pthread -I. tests/test_examples.c -o "$B/test_examples" >>"$B/build_examples.log" 2>&1
+for t in test_examples test_stream_examples; do
+    gcc -std=c99 $WARN -g -O1 -pthread -I. tests/$t.c -o "$B/$t" >>"$B/build_examples.log" 2>&1
+done
+mkdir -p "$B/asan_examples" "$B/tsan_examples"
+for ex in rot13_stream echo_stream chat_server http_hello tcp_client threaded_server; do
+    $san_cc -std=c99 $WARN -g -O1 $SAN -pthread -I. "examples/$ex.c" -o "$B/asan_examples/$ex" \
+        >>"$B/build_examples.log" 2>&1
+done
+$san_cc -std=c99 $WARN -g -O1 -fsanitize=thread -pthread -I. examples/threaded_server.c \
+    -o "$B/tsan_examples/threaded_server" >>"$B/build_examples.log" 2>&1
 
 for log in "$B"/build_*.log; do
     if [ -s "$log" ]; then bad "build: $log"; sed 's/^/    /' "$log" | head -40; fi
@@ -200,8 +211,19 @@ fi
 echo "== examples"
 if [ -x "$B/test_examples" ]; then
     "$B/test_examples" build/examples >"$B/examples.out" 2>&1
-    rc=$?
-    tally examples "$B/examples.out" $rc
+    tally examples "$B/examples.out" $?
+fi
+if [ -x "$B/test_stream_examples" ]; then
+    "$B/test_stream_examples" build/examples >"$B/stream_examples.out" 2>&1
+    tally stream-examples "$B/stream_examples.out" $?
+    # The same servers under ASan+UBSan (its allocator needs more room than the
+    # RSS bound the plain run checks), and the threaded one under TSan.
+    ASAN_OPTIONS=quarantine_size_mb=16:detect_leaks=1 STREAM_EXAMPLES_RSS_MB=256 \
+        "$B/test_stream_examples" "$B/asan_examples" >"$B/stream_examples_asan.out" 2>&1
+    tally stream-examples-asan "$B/stream_examples_asan.out" $?
+    TSAN_OPTIONS=halt_on_error=1:exitcode=66 \
+        "$B/test_stream_examples" "$B/tsan_examples" threaded_server >"$B/stream_examples_tsan.out" 2>&1
+    tally stream-examples-tsan "$B/stream_examples_tsan.out" $?
 fi
 
 echo "$passed passed, $failed failed, $skipped skipped"

@@ -1,0 +1,1717 @@
+/* test_stream_examples.c - runs the networking examples (the ones written on
+   evloop streams) and checks what they do.
+
+   Usage: test_stream_examples BINDIR [EXAMPLE...]
+
+   Same approach as test_examples.c: start each binary from BINDIR with its
+   stdout on a pipe, wait for its ready line, talk to it over 127.0.0.1,
+   compare byte for byte, stop it with SIGTERM (it must exit 0 by itself) and
+   reap it. tcp_client is run against fake servers made here. Needs nothing
+   but a C compiler: no python, nc or curl. Naming examples after BINDIR runs
+   only those (for example just threaded_server under TSan).
+
+   Checks: rot13_stream with 50 clients and a 100 KiB line; echo_stream with
+   1,000 concurrent clients of 64 KiB each and a client that sends 100 MB
+   without reading (the server's VmRSS must stay under 64 MB, or
+   STREAM_EXAMPLES_RSS_MB; sanitizer builds need more); chat_server broadcast,
+   a stalled client disconnected while the others keep receiving; http_hello
+   pipelining, keep-alive, 400, 431, HTTP/1.0; tcp_client reply, refused,
+   timed out, reset; threaded_server in both modes with 100 clients.
+
+   Each check prints "ok   NAME" or "FAIL NAME: REASON"; the last line is
+   "stream-examples: N passed, N failed" and the exit status is 1 on any
+   failure. Every path stops its child; a watchdog (and SIGINT/SIGTERM to
+   this program) kills whatever is left.
+
+   Set EXAMPLES_WRAPPER to run every example under a tool (see test_examples.c). */
+
+#define _POSIX_C_SOURCE 200809L
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define READY_TIMEOUT_MS 10000 /* generous: the examples may run under a sanitizer */
+#define STOP_TIMEOUT_MS  5000
+#define WATCHDOG_SECONDS 120
+#define MAX_ARGS         32
+
+/*== BOOKKEEPING ==*/
+
+static int passed, failed;
+static char reason[512];
+static const char *bindir;
+
+/* Everything the emergency handler must undo; written only outside it. */
+static volatile sig_atomic_t live_pid = -1;
+static int merge_stderr; /* the next spawn also sends the child's stderr into the pipe */
+
+static int why(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof reason, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static void report(const char *name, int rc)
+{
+    if (rc == 0) {
+        printf("ok   %s\n", name);
+        passed++;
+    } else {
+        printf("FAIL %s: %s\n", name, reason);
+        failed++;
+    }
+    fflush(stdout);
+}
+
+static void note(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    fputs("# ", stdout);
+    vprintf(fmt, ap);
+    putchar('\n');
+    va_end(ap);
+    fflush(stdout);
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts;
+
+    ts.tv_sec = ms / 1000;
+    ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) continue;
+}
+
+/* Only async-signal-safe calls: kill the child, remove our files, leave. */
+static void on_emergency(int sig)
+{
+    static const char msg[] = "test_stream_examples: interrupted or timed out, cleaning up\n";
+    pid_t pid = (pid_t)live_pid;
+    ssize_t ignored;
+
+    if (pid > 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    ignored = write(2, msg, sizeof msg - 1);
+    (void)ignored;
+    _exit(sig == SIGALRM ? 2 : 1);
+}
+
+static const int emergency_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGALRM};
+
+/* Blocks (how = SIG_BLOCK) or unblocks the signals that trigger on_emergency. */
+static void mask_emergency_signals(int how)
+{
+    sigset_t set;
+    size_t i;
+
+    sigemptyset(&set);
+    for (i = 0; i < sizeof emergency_signals / sizeof emergency_signals[0]; i++)
+        sigaddset(&set, emergency_signals[i]);
+    sigprocmask(how, &set, NULL);
+}
+
+static void install_emergency_handlers(void)
+{
+    struct sigaction sa;
+    size_t i;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_emergency;
+    sigemptyset(&sa.sa_mask);
+    for (i = 0; i < sizeof emergency_signals / sizeof emergency_signals[0]; i++)
+        sigaction(emergency_signals[i], &sa, NULL);
+    /* Writing to a socket the server already closed must fail, not kill us. */
+    signal(SIGPIPE, SIG_IGN);
+    alarm(WATCHDOG_SECONDS);
+}
+
+/*== CHILD PROCESSES ==*/
+
+struct child {
+    pid_t pid;
+    int out_fd; /* read end of the child's stdout */
+    size_t len; /* bytes in buf not yet returned as lines */
+    char buf[8192];
+};
+
+/* Splits EXAMPLES_WRAPPER on spaces into argv (a prefix for every example). */
+static int wrapper_args(char **argv, int max, char *storage, size_t size)
+{
+    const char *env = getenv("EXAMPLES_WRAPPER");
+    char *tok;
+    int n = 0;
+
+    if (!env || !*env) return 0;
+    snprintf(storage, size, "%s", env);
+    for (tok = strtok(storage, " "); tok && n < max; tok = strtok(NULL, " ")) argv[n++] = tok;
+    return n;
+}
+
+static void exec_child(char **argv, int out_fd)
+{
+    int devnull = open("/dev/null", O_RDONLY);
+
+    if (devnull > 0) {
+        dup2(devnull, 0);
+        close(devnull);
+    }
+    dup2(out_fd, 1);
+    if (merge_stderr) dup2(out_fd, 2);
+    if (out_fd != 1 && out_fd != 2) close(out_fd);
+    /* exec keeps ignored signals ignored and blocked ones blocked: give the
+       example a normal start. */
+    signal(SIGPIPE, SIG_DFL);
+    alarm(0);
+    mask_emergency_signals(SIG_UNBLOCK);
+    execvp(argv[0], argv);
+    fprintf(stderr, "test_stream_examples: cannot run %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+}
+
+/* Starts BINDIR/name with the given arguments (NULL-terminated). */
+static int spawn(struct child *c, const char *name, const char *const *args)
+{
+    char *argv[MAX_ARGS + 8];
+    char wrapper[512], path[512];
+    int fds[2], n, i;
+
+    n = wrapper_args(argv, MAX_ARGS, wrapper, sizeof wrapper);
+    snprintf(path, sizeof path, "%s/%s", bindir, name);
+    argv[n++] = path;
+    for (i = 0; args[i] && i < 6; i++) argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    memset(c, 0, sizeof *c);
+    c->pid = -1;
+    c->out_fd = -1;
+    if (access(path, X_OK) < 0) return why("%s: %s", path, strerror(errno));
+    if (pipe(fds) < 0) return why("pipe: %s", strerror(errno));
+    fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    fflush(stdout);
+    /* No emergency exit between fork and recording the pid: it would miss the child. */
+    mask_emergency_signals(SIG_BLOCK);
+    c->pid = fork();
+    if (c->pid == 0) {
+        close(fds[0]);
+        exec_child(argv, fds[1]);
+    }
+    live_pid = c->pid;
+    mask_emergency_signals(SIG_UNBLOCK);
+    close(fds[1]);
+    if (c->pid < 0) {
+        close(fds[0]);
+        return why("fork: %s", strerror(errno));
+    }
+    c->out_fd = fds[0];
+    return 0;
+}
+
+/* Next line of the child's stdout, without its '\n'. Returns 1 with a line,
+   0 at EOF (the child closed stdout, normally by exiting), -1 on timeout. */
+static int read_line(struct child *c, char *line, size_t size, int timeout_ms)
+{
+    double deadline = now_ms() + timeout_ms;
+
+    for (;;) {
+        char *nl = memchr(c->buf, '\n', c->len);
+        struct pollfd pfd;
+        ssize_t n;
+        int left;
+
+        if (nl || c->len == sizeof c->buf) {
+            size_t take = nl ? (size_t)(nl - c->buf) : c->len;
+            size_t copy = take < size - 1 ? take : size - 1;
+
+            memcpy(line, c->buf, copy);
+            line[copy] = '\0';
+            take += nl ? 1 : 0;
+            memmove(c->buf, c->buf + take, c->len - take);
+            c->len -= take;
+            return 1;
+        }
+        left = (int)(deadline - now_ms());
+        pfd.fd = c->out_fd;
+        pfd.events = POLLIN;
+        n = poll(&pfd, 1, left > 0 ? left : 0);
+        if (n == 0) return -1;
+        if (n < 0 && errno != EINTR) return -1;
+        if (n < 0) continue;
+        n = read(c->out_fd, c->buf + c->len, sizeof c->buf - c->len);
+        if (n == 0) return 0;
+        if (n > 0) c->len += (size_t)n;
+    }
+}
+
+/* Reads the next line and checks it equals want (or starts with it). */
+static int expect_line(struct child *c, const char *want, int prefix_only, int timeout_ms)
+{
+    char line[1024];
+    int rc = read_line(c, line, sizeof line, timeout_ms);
+
+    if (rc < 0) return why("timed out waiting for \"%s\"", want);
+    if (rc == 0) return why("output ended while waiting for \"%s\"", want);
+    if (prefix_only ? strncmp(line, want, strlen(want)) != 0 : strcmp(line, want) != 0)
+        return why("expected \"%s\", got \"%s\"", want, line);
+    return 0;
+}
+
+/* Reads lines until one equals want; earlier lines (left over from a check
+   that failed halfway) are skipped, so one failure does not cascade. */
+static int skip_to_line(struct child *c, const char *want, int timeout_ms)
+{
+    double deadline = now_ms() + timeout_ms;
+    char line[1024];
+    int rc;
+
+    for (;;) {
+        int left = (int)(deadline - now_ms());
+
+        rc = read_line(c, line, sizeof line, left > 0 ? left : 0);
+        if (rc <= 0) break;
+        if (strcmp(line, want) == 0) return 0;
+    }
+    return why(rc < 0 ? "timed out waiting for \"%s\"" : "output ended before \"%s\"", want);
+}
+
+/* Waits up to timeout_ms for the child to exit. Returns 1 when reaped. */
+static int reap(struct child *c, int *status, int timeout_ms)
+{
+    double deadline = now_ms() + timeout_ms;
+
+    for (;;) {
+        pid_t r = waitpid(c->pid, status, WNOHANG);
+
+        if (r == c->pid || (r < 0 && errno != EINTR)) return 1;
+        if (now_ms() >= deadline) return 0;
+        sleep_ms(10);
+    }
+}
+
+/* Sends sig, waits for the exit, escalates to SIGKILL. Returns 0 when the
+   child exited by itself with status 0 ("clean"); otherwise sets reason. */
+static int stop_child(struct child *c, int sig)
+{
+    int status = 0, rc = 0;
+
+    if (c->pid <= 0) return why("not running");
+    if (sig) kill(c->pid, sig);
+    if (!reap(c, &status, STOP_TIMEOUT_MS)) {
+        kill(c->pid, SIGKILL);
+        waitpid(c->pid, &status, 0);
+        rc = why("still running %d ms later; killed", STOP_TIMEOUT_MS);
+    } else if (WIFSIGNALED(status)) {
+        rc = why("killed by signal %d", WTERMSIG(status));
+    } else if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
+        rc = why("exit status %d", WEXITSTATUS(status));
+    }
+    live_pid = -1;
+    c->pid = -1;
+    if (c->out_fd >= 0) close(c->out_fd);
+    c->out_fd = -1;
+    return rc;
+}
+
+/* Kills a child after a failed check, keeping that check's reason. */
+static void kill_child(struct child *c)
+{
+    char saved[sizeof reason];
+
+    if (c->pid <= 0) return;
+    memcpy(saved, reason, sizeof saved);
+    stop_child(c, SIGKILL);
+    memcpy(reason, saved, sizeof saved);
+}
+
+/* Sends sig (0: none), expects last_line (NULL: none) and a clean exit
+   (status 0 on its own within STOP_TIMEOUT_MS), and reports that as a check. */
+static void finish_child(struct child *c, int sig, const char *name, const char *last_line)
+{
+    int rc = 0;
+
+    if (sig) kill(c->pid, sig);
+    if (last_line) rc = skip_to_line(c, last_line, STOP_TIMEOUT_MS);
+    if (rc == 0)
+        rc = stop_child(c, 0);
+    else
+        kill_child(c);
+    report(name, rc);
+}
+
+/*== SOCKETS ==*/
+
+static int tcp_listen_probe(int port)
+{
+    struct sockaddr_in sin;
+    int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    if (fd < 0) return -1;
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons((unsigned short)port);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&sin, sizeof sin) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* A port nobody listens on right now (the kernel picks it). */
+static int free_port(void)
+{
+    struct sockaddr_in sin;
+    socklen_t len = sizeof sin;
+    int port = -1, fd = tcp_listen_probe(0);
+
+    if (fd < 0) return -1;
+    if (getsockname(fd, (struct sockaddr *)&sin, &len) == 0) port = ntohs(sin.sin_port);
+    close(fd);
+    return port;
+}
+
+static int port_is_free(int port)
+{
+    int fd = tcp_listen_probe(port);
+
+    if (fd < 0) return 0;
+    close(fd);
+    return 1;
+}
+
+/* Connects to 127.0.0.1:port; rcvbuf > 0 shrinks the receive buffer first
+   (a slow reader, to make the server hit its partial-write path). The socket
+   is non-blocking afterwards. */
+static int connect_local(int port, int rcvbuf)
+{
+    struct sockaddr_in sin;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    if (fd < 0) return why("socket: %s", strerror(errno));
+    if (rcvbuf > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons((unsigned short)port);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sin, sizeof sin) < 0) {
+        int err = errno;
+
+        close(fd);
+        return why("connect to port %d: %s", port, strerror(err));
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    return fd;
+}
+
+/* One client conversation: send out[], half-close, read until EOF into in[]. */
+struct transfer {
+    int fd;
+    const char *out;
+    size_t out_len, out_pos;
+    int shut; /* our side is shut down (all of out[] was sent) */
+    char *in;
+    size_t in_len, in_cap, in_max;
+    int eof;
+    int err; /* errno of a failed call */
+};
+
+static void transfer_send(struct transfer *t)
+{
+    ssize_t n = send(t->fd, t->out + t->out_pos, t->out_len - t->out_pos, 0);
+
+    if (n > 0)
+        t->out_pos += (size_t)n;
+    else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        t->err = errno;
+}
+
+static void transfer_recv(struct transfer *t)
+{
+    ssize_t n;
+
+    if (t->in_len == t->in_cap) {
+        size_t cap = t->in_cap ? t->in_cap * 2 : 65536;
+        char *p = cap <= t->in_max ? realloc(t->in, cap) : NULL;
+
+        if (!p) {
+            t->err = ENOBUFS; /* far more than expected came back */
+            return;
+        }
+        t->in = p;
+        t->in_cap = cap;
+    }
+    n = recv(t->fd, t->in + t->in_len, t->in_cap - t->in_len, 0);
+    if (n > 0)
+        t->in_len += (size_t)n;
+    else if (n == 0)
+        t->eof = 1;
+    else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        t->err = errno;
+}
+
+/* Fills pfd for every unfinished transfer; returns how many are unfinished. */
+static size_t transfer_poll_set(struct transfer *t, struct pollfd *pfd, size_t n, int reading)
+{
+    size_t i, busy = 0;
+
+    for (i = 0; i < n; i++) {
+        pfd[i].fd = -1;
+        pfd[i].events = pfd[i].revents = 0;
+        if (t[i].out_pos == t[i].out_len && !t[i].shut) {
+            shutdown(t[i].fd, SHUT_WR);
+            t[i].shut = 1;
+        }
+        if (t[i].eof || t[i].err) continue;
+        busy++;
+        if (t[i].out_pos < t[i].out_len) pfd[i].events |= POLLOUT;
+        if (reading) pfd[i].events |= POLLIN;
+        if (pfd[i].events) pfd[i].fd = t[i].fd;
+    }
+    return busy;
+}
+
+/* Runs all transfers at once until each saw EOF. Reading starts only after
+   read_delay_ms, so the server first has to cope with a client that does not
+   read. Returns 0 when all finished, else -1 with reason set. */
+static int run_transfers(struct transfer *t, size_t n, int timeout_ms, int read_delay_ms)
+{
+    struct pollfd *pfd = calloc(n, sizeof *pfd);
+    double start = now_ms();
+    size_t i, busy = n;
+
+    if (!pfd) return why("out of memory");
+    while (busy) {
+        double elapsed = now_ms() - start;
+        int reading = elapsed >= read_delay_ms;
+        int wait = (int)((reading ? timeout_ms : read_delay_ms) - elapsed) + 1;
+
+        busy = transfer_poll_set(t, pfd, n, reading);
+        if (!busy || elapsed >= timeout_ms) break;
+        if (poll(pfd, (nfds_t)n, wait) < 0 && errno != EINTR) break;
+        for (i = 0; i < n; i++) {
+            if (pfd[i].revents & POLLOUT) transfer_send(&t[i]);
+            if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) transfer_recv(&t[i]);
+        }
+    }
+    free(pfd);
+    for (i = 0; i < n; i++) {
+        if (t[i].err) return why("client %zu: %s", i, strerror(t[i].err));
+        if (!t[i].eof)
+            return why("client %zu: no EOF after %d ms (sent %zu of %zu, got %zu bytes)", i,
+                       timeout_ms, t[i].out_pos, t[i].out_len, t[i].in_len);
+    }
+    return 0;
+}
+
+static int compare_bytes(const char *who, const char *got, size_t got_len, const char *want,
+                         size_t want_len)
+{
+    size_t i, n = got_len < want_len ? got_len : want_len;
+
+    for (i = 0; i < n; i++)
+        if (got[i] != want[i])
+            return why("%s: byte %zu differs (got 0x%02x, want 0x%02x)", who, i,
+                       (unsigned char)got[i], (unsigned char)want[i]);
+    if (got_len != want_len) return why("%s: got %zu bytes, want %zu", who, got_len, want_len);
+    return 0;
+}
+
+/* Sends all of data on a non-blocking socket, waiting as needed. */
+static int send_all(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        struct pollfd pfd;
+        ssize_t n = send(fd, data, len, 0);
+
+        if (n > 0) {
+            data += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return why("send: %s", strerror(errno));
+        pfd.fd = fd;
+        pfd.events = POLLOUT;
+        if (poll(&pfd, 1, 2000) == 0) return why("send: timed out");
+    }
+    return 0;
+}
+
+/* Receives exactly len bytes, or up to EOF when len is 0 (then *got says how
+   many came, and EOF is required). Returns 0, or -1 with reason set. */
+static int recv_some(int fd, char *buf, size_t len, size_t *got, int timeout_ms)
+{
+    double deadline = now_ms() + timeout_ms;
+
+    *got = 0;
+    for (;;) {
+        struct pollfd pfd;
+        ssize_t n;
+        int left = (int)(deadline - now_ms());
+
+        if (len && *got == len) return 0;
+        pfd.fd = fd;
+        pfd.events = POLLIN;
+        if (left <= 0 || poll(&pfd, 1, left) == 0)
+            return why("timed out after %d ms (%zu bytes received)", timeout_ms, *got);
+        n = recv(fd, buf + *got, (len ? len : 1) - *got, 0);
+        if (n == 0) return len ? why("EOF after %zu of %zu bytes", *got, len) : 0;
+        if (n > 0)
+            *got += (size_t)n;
+        else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return why("recv: %s", strerror(errno));
+        if (!len && *got) return why("unexpected data before EOF");
+    }
+}
+
+/*== ROT13 SERVER ==*/
+
+static char rot13(char c)
+{
+    if ((c >= 'a' && c <= 'm') || (c >= 'A' && c <= 'M')) return (char)(c + 13);
+    if ((c >= 'n' && c <= 'z') || (c >= 'N' && c <= 'Z')) return (char)(c - 13);
+    return c;
+}
+
+static char *rot13_copy(const char *s, size_t len)
+{
+    char *out = malloc(len ? len : 1);
+    size_t i;
+
+    if (out)
+        for (i = 0; i < len; i++) out[i] = rot13(s[i]);
+    return out;
+}
+
+static int check_partial_line(int port)
+{
+    static const char want[] = "Uryyb, Jbeyq!\n";
+    char got[sizeof want];
+    size_t n;
+    int rc, fd = connect_local(port, 0);
+
+    if (fd < 0) return -1;
+    rc = send_all(fd, "Hello", 5);
+    /* Without its '\n' the line must stay in the server. */
+    if (rc == 0 && recv_some(fd, got, 1, &n, 200) == 0) rc = why("got data before the newline");
+    if (rc == 0) rc = send_all(fd, ", World!\n", 9);
+    if (rc == 0) rc = recv_some(fd, got, sizeof want - 1, &n, 3000);
+    if (rc == 0) rc = compare_bytes("reply", got, n, want, sizeof want - 1);
+    close(fd);
+    return rc;
+}
+
+#define ROT13_CLIENTS 50
+#define ROT13_LINES   8
+
+static char *make_client_text(int client, size_t *len)
+{
+    char *text = malloc(ROT13_LINES * 128);
+    size_t used = 0;
+    int line;
+
+    if (!text) return NULL;
+    for (line = 0; line < ROT13_LINES; line++)
+        used += (size_t)sprintf(text + used,
+                                "client %02d line %d: The Quick Brown Fox Jumps "
+                                "Over the Lazy Dog, 0123456789 ~!@#\n",
+                                client, line);
+    *len = used;
+    return text;
+}
+
+/* Runs the transfers and checks each reply equals the rot13 of what it sent. */
+static int check_rot13_replies(struct transfer *t, size_t n, int timeout_ms, int delay_ms)
+{
+    size_t i;
+    int rc = run_transfers(t, n, timeout_ms, delay_ms);
+
+    for (i = 0; rc == 0 && i < n; i++) {
+        char *want = rot13_copy(t[i].out, t[i].out_len);
+        char who[32];
+
+        snprintf(who, sizeof who, "client %zu", i);
+        rc = want ? compare_bytes(who, t[i].in, t[i].in_len, want, t[i].out_len)
+                  : why("out of memory");
+        free(want);
+    }
+    return rc;
+}
+
+static void free_transfers(struct transfer *t, size_t n, int free_out)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (t[i].fd >= 0) close(t[i].fd);
+        if (free_out) free((char *)t[i].out);
+        free(t[i].in);
+    }
+}
+
+static int check_concurrent_clients(int port)
+{
+    struct transfer t[ROT13_CLIENTS];
+    int i, rc = 0;
+
+    memset(t, 0, sizeof t);
+    for (i = 0; i < ROT13_CLIENTS; i++) t[i].fd = -1;
+    /* Connect everyone first, so all 50 are open at the same time. */
+    for (i = 0; rc == 0 && i < ROT13_CLIENTS; i++) {
+        t[i].out = make_client_text(i, &t[i].out_len);
+        t[i].in_max = 1 << 20;
+        t[i].fd = connect_local(port, 0);
+        if (!t[i].out)
+            rc = why("out of memory");
+        else if (t[i].fd < 0)
+            rc = -1;
+    }
+    if (rc == 0) rc = check_rot13_replies(t, ROT13_CLIENTS, 10000, 0);
+    free_transfers(t, ROT13_CLIENTS, 1);
+    return rc;
+}
+
+#define LONG_LINE_SIZE (100 * 1024)
+
+static int check_long_line(int port)
+{
+    static const char alphabet[] =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ";
+    struct transfer t;
+    char *line = malloc(LONG_LINE_SIZE + 1);
+    size_t i;
+    int rc;
+
+    if (!line) return why("out of memory");
+    /* A pattern that does not repeat with the server's buffer size, so a lost
+       or repeated chunk shows up. */
+    for (i = 0; i < LONG_LINE_SIZE; i++) line[i] = alphabet[(i * 7 + i / 1000) % 63];
+    line[LONG_LINE_SIZE] = '\n';
+    memset(&t, 0, sizeof t);
+    t.out = line;
+    t.out_len = LONG_LINE_SIZE + 1;
+    t.in_max = 4 << 20;
+    /* A small receive buffer and a late start of reading fill the server's
+       output buffer, so it has to stop reading and resume (backpressure). */
+    t.fd = connect_local(port, 4096);
+    rc = t.fd < 0 ? -1 : check_rot13_replies(&t, 1, 10000, 300);
+    free_transfers(&t, 1, 0);
+    free(line);
+    return rc;
+}
+
+/*== STARTING SERVERS ==*/
+
+/* Starts BINDIR/name with args (NULL-terminated, at most 4) followed by the
+   port, and waits for "listening on 127.0.0.1:PORT". Returns 0, -1 if it ran
+   but never became ready, -2 if it could not be run at all. */
+static int start_server(struct child *c, const char *name, int port, const char *const *pre)
+{
+    char port_arg[16], want[64];
+    const char *args[8];
+    int n = 0;
+
+    snprintf(port_arg, sizeof port_arg, "%d", port);
+    snprintf(want, sizeof want, "listening on 127.0.0.1:%d", port);
+    while (pre && pre[n] && n < 4) {
+        args[n] = pre[n];
+        n++;
+    }
+    args[n++] = port_arg;
+    args[n] = NULL;
+    if (spawn(c, name, args) < 0) return -2;
+    if (expect_line(c, want, 1, READY_TIMEOUT_MS) == 0) return 0;
+    kill_child(c);
+    return -1;
+}
+
+/* Starts a server on *port (0: any free port), retrying on other free ports
+   if that one was taken meanwhile. Returns 0, or -1 with reason set. */
+static int start_server_on_some_port(struct child *c, const char *name, int *port,
+                                     const char *const *pre)
+{
+    int attempt, rc = -1;
+
+    for (attempt = 0; attempt < 4 && rc < 0; attempt++) {
+        int want = *port;
+
+        if (attempt > 0 || want == 0 || !port_is_free(want)) *port = free_port();
+        if (want && *port != want) note("port %d is busy; starting %s on %d", want, name, *port);
+        if (*port <= 0) return why("no free port");
+        rc = start_server(c, name, *port, pre);
+        if (rc == -2) return -1;
+    }
+    return rc;
+}
+
+/* Starts name; reports "NAME starts and prints its ready line". Returns 0 when running. */
+static int start_reported(struct child *c, const char *name, int *port, const char *const *pre)
+{
+    char title[128];
+    int rc = start_server_on_some_port(c, name, port, pre);
+
+    snprintf(title, sizeof title, "%s%s%s starts and prints its ready line", name,
+             pre && pre[0] ? " " : "", pre && pre[0] ? pre[0] : "");
+    report(title, rc);
+    return rc;
+}
+
+static void stop_reported(struct child *c, const char *name)
+{
+    char title[128];
+
+    snprintf(title, sizeof title, "%s exits 0 on SIGTERM", name);
+    finish_child(c, SIGTERM, title, "got SIGTERM, shutting down");
+}
+
+/*== ROT13 STREAM ==*/
+
+static void test_rot13(void)
+{
+    struct child c;
+    int port = 40713;
+
+    if (start_reported(&c, "rot13_stream", &port, NULL) < 0) return;
+    report("rot13_stream holds a line until its newline", check_partial_line(port));
+    report("rot13_stream 50 concurrent clients, 8 lines each", check_concurrent_clients(port));
+    report("rot13_stream 100 KiB line (past its 16 KiB limit) intact", check_long_line(port));
+    stop_reported(&c, "rot13_stream");
+}
+
+/*== ECHO STREAM ==*/
+
+#define ECHO_CLIENTS      1000
+#define ECHO_CLIENT_BYTES (64 * 1024)
+#define FLOOD_BYTES       ((size_t)100 << 20)
+#define FLOOD_CHUNK       65536
+#define DEFAULT_RSS_MB    64
+#define GROWTH_MB         32
+
+/* n clients at once, each sending its own bytes slice of a random pattern
+   (every byte value), half-closing, and checking its echo byte for byte. */
+static int check_echo_clients(int port, size_t n, size_t bytes, int timeout_ms)
+{
+    struct transfer *t = calloc(n, sizeof *t);
+    char *pattern = malloc(bytes + 8192);
+    unsigned state = 2463534242u;
+    size_t i;
+    int rc = 0;
+
+    if (!t || !pattern) {
+        free(t);
+        free(pattern);
+        return why("out of memory");
+    }
+    for (i = 0; i < bytes + 8192; i++) {
+        state ^= state << 13, state ^= state >> 17, state ^= state << 5;
+        pattern[i] = (char)state;
+    }
+    for (i = 0; i < n; i++) t[i].fd = -1;
+    for (i = 0; rc == 0 && i < n; i++) {
+        t[i].out = pattern + (i * 37) % 8192; /* a different slice for each client */
+        t[i].out_len = bytes;
+        t[i].in_max = 2 * bytes > 131072 ? 2 * bytes : 131072; /* first read buffer: 64 KiB */
+        t[i].fd = connect_local(port, 0);
+        if (t[i].fd < 0) rc = why("client %zu: %s", i, reason);
+    }
+    if (rc == 0) rc = run_transfers(t, n, timeout_ms, 0);
+    for (i = 0; rc == 0 && i < n; i++) {
+        char who[32];
+
+        snprintf(who, sizeof who, "client %zu", i);
+        rc = compare_bytes(who, t[i].in, t[i].in_len, t[i].out, t[i].out_len);
+    }
+    free_transfers(t, n, 0);
+    free(t);
+    free(pattern);
+    return rc;
+}
+
+/* Resident set size of pid in KiB, from /proc/PID/status; -1 if unknown. */
+static long rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    long kb = -1;
+    FILE *f;
+
+    snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
+    f = fopen(path, "r");
+    if (!f) return -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
+    fclose(f);
+    return kb;
+}
+
+static unsigned char flood_byte(size_t i)
+{
+    return (unsigned char)((i * 131u) ^ (i >> 9) ^ (i >> 17));
+}
+
+struct flood {
+    int fd;
+    size_t sent, got;
+    int shut, eof;
+    char out[FLOOD_CHUNK], in[FLOOD_CHUNK];
+};
+
+/* Sends the next piece of the flood; returns 1 on progress, 0 on EAGAIN, -1 on error. */
+static int flood_send(struct flood *f)
+{
+    size_t i, n = FLOOD_BYTES - f->sent < FLOOD_CHUNK ? FLOOD_BYTES - f->sent : FLOOD_CHUNK;
+    ssize_t w;
+
+    for (i = 0; i < n; i++) f->out[i] = (char)flood_byte(f->sent + i);
+    w = send(f->fd, f->out, n, 0);
+    if (w > 0) {
+        f->sent += (size_t)w;
+        return 1;
+    }
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
+    return why("send after %zu bytes: %s", f->sent, strerror(errno));
+}
+
+/* Receives and verifies; returns 1 on progress, 0 on EAGAIN, -1 on error. */
+static int flood_recv(struct flood *f)
+{
+    ssize_t r = recv(f->fd, f->in, sizeof f->in, 0), i;
+
+    if (r == 0) {
+        f->eof = 1;
+        return 1;
+    }
+    if (r < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR
+                   ? 0
+                   : why("recv after %zu bytes: %s", f->got, strerror(errno));
+    for (i = 0; i < r; i++)
+        if ((unsigned char)f->in[i] != flood_byte(f->got + (size_t)i))
+            return why("echo byte %zu differs", f->got + (size_t)i);
+    f->got += (size_t)r;
+    if (f->got > FLOOD_BYTES) return why("more echoed than sent");
+    return 1;
+}
+
+/* Phase 1: write without reading until the server stops taking data (no
+   progress for 500 ms) or 100 MB went; the server's RSS must stay bounded.
+   Phase 2: read everything back (verified) while sending the rest. */
+static int check_echo_flood(pid_t pid, int port)
+{
+    struct flood *f = calloc(1, sizeof *f);
+    const char *env = getenv("STREAM_EXAMPLES_RSS_MB");
+    long limit_kb = (env ? atol(env) : DEFAULT_RSS_MB) * 1024L, before = rss_kb(pid), peak = 0;
+    double idle_since = now_ms(), deadline = now_ms() + 25000;
+    int rc = 0;
+
+    if (!f) return why("out of memory");
+    f->fd = connect_local(port, 0);
+    if (f->fd < 0) {
+        free(f);
+        return -1;
+    }
+    while (rc == 0 && f->sent < FLOOD_BYTES && now_ms() - idle_since < 500) {
+        struct pollfd pfd = {f->fd, POLLOUT, 0};
+        int r;
+
+        poll(&pfd, 1, 100);
+        r = flood_send(f);
+        if (r > 0) idle_since = now_ms();
+        if (r < 0) rc = -1;
+    }
+    if (rc == 0) {
+        peak = rss_kb(pid);
+        note("echo_stream: client sent %zu MB without reading before the server stopped taking "
+             "data (or all of it); server RSS %ld kB (%ld kB at start)",
+             f->sent >> 20, peak, before);
+        if (peak < 0) rc = why("cannot read VmRSS of %ld", (long)pid);
+        if (peak > limit_kb) rc = why("server RSS %ld kB > %ld kB", peak, limit_kb);
+    }
+    while (rc == 0 && !f->eof && now_ms() < deadline) {
+        struct pollfd pfd = {f->fd, POLLIN, 0};
+        long kb;
+
+        if (f->sent < FLOOD_BYTES) pfd.events |= POLLOUT;
+        if (f->sent == FLOOD_BYTES && !f->shut) {
+            shutdown(f->fd, SHUT_WR);
+            f->shut = 1;
+        }
+        poll(&pfd, 1, 200);
+        if ((pfd.revents & POLLOUT) && flood_send(f) < 0) rc = -1;
+        if (rc == 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR)) && flood_recv(f) < 0) rc = -1;
+        kb = (f->got & ((8u << 20) - 1)) < FLOOD_CHUNK ? rss_kb(pid) : 0;
+        if (kb > peak) peak = kb;
+    }
+    if (rc == 0 && peak > limit_kb) rc = why("server RSS reached %ld kB > %ld kB", peak, limit_kb);
+    /* Also relative, so a sanitizer's larger baseline does not hide growth. */
+    if (rc == 0 && before > 0 && peak - before > GROWTH_MB * 1024L)
+        rc = why("server RSS grew by %ld kB (> %d MB) during the flood", peak - before, GROWTH_MB);
+    if (rc == 0 && !f->eof) rc = why("no EOF within 25 s (sent %zu, got %zu)", f->sent, f->got);
+    if (rc == 0 && f->got != FLOOD_BYTES) rc = why("got %zu of %zu bytes", f->got, FLOOD_BYTES);
+    close(f->fd);
+    free(f);
+    return rc;
+}
+
+static void test_echo(void)
+{
+    struct child c;
+    int port = 0;
+
+    if (start_reported(&c, "echo_stream", &port, NULL) < 0) return;
+    report("echo_stream 1,000 concurrent clients x 64 KiB, every byte verified",
+           check_echo_clients(port, ECHO_CLIENTS, ECHO_CLIENT_BYTES, 20000));
+    report("echo_stream 100 MB from a client that does not read: RSS bounded, echo intact",
+           check_echo_flood(c.pid, port));
+    stop_reported(&c, "echo_stream");
+}
+
+/*== CHAT SERVER ==*/
+
+#define CHAT_LINE   1000
+#define CHAT_LINES  16384 /* 16 MB from one client, so a stalled one passes 1 MiB */
+#define CHAT_SLOW   3     /* index of the client that never reads */
+#define CHAT_CLIENT 4
+
+/* Every one of the first n fds must receive exactly want. */
+static int chat_expect(const int *fds, int n, const char *want)
+{
+    char got[256];
+    size_t len = strlen(want), gotn;
+    int i;
+
+    for (i = 0; i < n; i++) {
+        if (recv_some(fds[i], got, len, &gotn, 3000) < 0) return why("client %d: %s", i, reason);
+        if (compare_bytes("chat", got, gotn, want, len) < 0) return -1;
+    }
+    return 0;
+}
+
+static char *chat_flood_text(size_t *len)
+{
+    char *text = malloc((size_t)CHAT_LINES * CHAT_LINE);
+    size_t k;
+
+    if (!text) return NULL;
+    for (k = 0; k < CHAT_LINES; k++) {
+        char *line = text + k * CHAT_LINE;
+        int n = sprintf(line, "line %06zu ", k);
+
+        memset(line + n, 'a' + (int)(k % 26), CHAT_LINE - 1 - (size_t)n);
+        line[CHAT_LINE - 1] = '\n';
+    }
+    *len = (size_t)CHAT_LINES * CHAT_LINE;
+    return text;
+}
+
+/* Client 0 sends the flood; clients 0..2 read it all; client 3 never reads. */
+static int chat_flood(const int *fds, const char *text, size_t len)
+{
+    size_t sent = 0, got[3] = {0, 0, 0};
+    double deadline = now_ms() + 20000;
+    char buf[65536];
+    int i;
+
+    while (got[0] < len || got[1] < len || got[2] < len) {
+        struct pollfd pfd[3];
+
+        if (now_ms() > deadline)
+            return why("after 20 s: sent %zu, received %zu/%zu/%zu of %zu", sent, got[0], got[1],
+                       got[2], len);
+        for (i = 0; i < 3; i++) {
+            pfd[i].fd = fds[i];
+            pfd[i].events = POLLIN;
+        }
+        if (sent < len) pfd[0].events |= POLLOUT;
+        poll(pfd, 3, 200);
+        if ((pfd[0].revents & POLLOUT) && sent < len) {
+            ssize_t n = send(fds[0], text + sent, len - sent < 65536 ? len - sent : 65536, 0);
+
+            if (n > 0) sent += (size_t)n;
+        }
+        for (i = 0; i < 3; i++) {
+            ssize_t n;
+
+            if (!(pfd[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            n = recv(fds[i], buf, sizeof buf, 0);
+            if (n == 0) return why("client %d disconnected after %zu bytes", i, got[i]);
+            if (n < 0 && errno != EAGAIN && errno != EINTR)
+                return why("client %d: %s", i, strerror(errno));
+            if (n < 0) continue;
+            if (got[i] + (size_t)n > len || memcmp(buf, text + got[i], (size_t)n) != 0)
+                return why("client %d: wrong data at byte %zu", i, got[i]);
+            got[i] += (size_t)n;
+        }
+    }
+    return 0;
+}
+
+/* The stalled client must be cut off: EOF (or reset) once its backlog is read. */
+static int chat_expect_dropped(int fd, size_t flood_len)
+{
+    double deadline = now_ms() + 5000;
+    size_t total = 0;
+    char buf[65536];
+
+    for (;;) {
+        struct pollfd pfd = {fd, POLLIN, 0};
+        ssize_t n;
+
+        if (now_ms() > deadline) return why("still connected 5 s later (%zu bytes read)", total);
+        if (poll(&pfd, 1, 200) <= 0) continue;
+        n = recv(fd, buf, sizeof buf, 0);
+        if (n == 0 || (n < 0 && errno == ECONNRESET)) break;
+        if (n > 0) total += (size_t)n;
+    }
+    if (total >= flood_len) return why("it received everything (%zu bytes): never dropped", total);
+    return 0;
+}
+
+static void test_chat(void)
+{
+    struct child c;
+    int fds[CHAT_CLIENT], i, port = 0, rc = 0;
+    char want[128];
+    size_t len = 0;
+    char *text = chat_flood_text(&len);
+
+    for (i = 0; i < CHAT_CLIENT; i++) fds[i] = -1;
+    if (!text || start_reported(&c, "chat_server", &port, NULL) < 0) {
+        free(text);
+        return;
+    }
+    for (i = 0; rc == 0 && i < CHAT_CLIENT; i++) {
+        /* The stalled client gets a tiny receive buffer, so the server's
+           output for it fills quickly. */
+        fds[i] = connect_local(port, i == CHAT_SLOW ? 4096 : 0);
+        if (fds[i] < 0) rc = -1;
+    }
+    sleep_ms(200); /* let the server accept all four before anyone talks */
+    if (rc == 0) rc = send_all(fds[1], "hello from client 1\n", 20);
+    if (rc == 0) rc = chat_expect(fds, CHAT_CLIENT, "hello from client 1\n");
+    report("chat_server broadcasts a line to every client, the sender included", rc);
+    if (rc == 0) {
+        rc = chat_flood(fds, text, len);
+        report("chat_server 16 MB of lines reach three readers intact while one client stalls", rc);
+        snprintf(want, sizeof want, "client %d: more than %d bytes pending, disconnecting",
+                 CHAT_SLOW + 1, 1 << 20);
+        if (rc == 0) rc = skip_to_line(&c, want, 3000);
+        if (rc == 0) rc = chat_expect_dropped(fds[CHAT_SLOW], len);
+        report("chat_server disconnects the stalled client past 1 MiB pending", rc);
+        if (rc == 0) rc = send_all(fds[2], "still here\n", 11);
+        if (rc == 0) rc = chat_expect(fds, 3, "still here\n");
+        report("chat_server the others keep talking afterwards", rc);
+    }
+    for (i = 0; i < CHAT_CLIENT; i++)
+        if (fds[i] >= 0) close(fds[i]);
+    free(text);
+    stop_reported(&c, "chat_server");
+}
+
+/*== HTTP HELLO ==*/
+
+#define HTTP_BODY "Hello, World!"
+
+struct http_conn {
+    int fd;
+    size_t len;
+    char buf[1 << 16];
+};
+
+struct http_response {
+    int status;
+    int close;      /* "Connection: close" */
+    int keep_alive; /* "Connection: keep-alive" */
+    long content_length;
+    size_t body_len;
+    char body[256];
+    char date[64];
+    char type[64];
+};
+
+static char *find_bytes(char *hay, size_t len, const char *needle)
+{
+    size_t n = strlen(needle), i;
+
+    for (i = 0; i + n <= len; i++)
+        if (memcmp(hay + i, needle, n) == 0) return hay + i;
+    return NULL;
+}
+
+/* Reads until n bytes are buffered (or EOF/timeout). Returns 0, or -1 with reason. */
+static int http_fill(struct http_conn *h, size_t n)
+{
+    double deadline = now_ms() + 3000;
+
+    while (h->len < n) {
+        struct pollfd pfd = {h->fd, POLLIN, 0};
+        int left = (int)(deadline - now_ms());
+        ssize_t r;
+
+        if (left <= 0 || poll(&pfd, 1, left) == 0) return why("timed out waiting for an answer");
+        r = recv(h->fd, h->buf + h->len, sizeof h->buf - h->len, 0);
+        if (r == 0) return why("EOF while waiting for an answer");
+        if (r < 0 && errno != EAGAIN && errno != EINTR) return why("recv: %s", strerror(errno));
+        if (r > 0) h->len += (size_t)r;
+    }
+    return 0;
+}
+
+static void header_value(const char *head, const char *name, char *out, size_t size)
+{
+    const char *p = strstr(head, name);
+    size_t n;
+
+    out[0] = '\0';
+    if (!p) return;
+    p += strlen(name);
+    n = strcspn(p, "\r");
+    if (n >= size) n = size - 1;
+    memcpy(out, p, n);
+    out[n] = '\0';
+}
+
+/* Reads one response (no body when head). Returns 0, or -1 with reason. */
+static int http_read(struct http_conn *h, int head, struct http_response *rs)
+{
+    char *end;
+    char hdr[4096], cl[32], conn[64];
+    size_t hlen, need;
+
+    memset(rs, 0, sizeof *rs);
+    for (;;) {
+        end = find_bytes(h->buf, h->len, "\r\n\r\n");
+        if (end) break;
+        if (http_fill(h, h->len + 1) < 0) return -1;
+    }
+    hlen = (size_t)(end - h->buf) + 4;
+    if (hlen >= sizeof hdr) return why("response head of %zu bytes", hlen);
+    memcpy(hdr, h->buf, hlen - 2);
+    hdr[hlen - 2] = '\0';
+    if (sscanf(hdr, "HTTP/1.1 %d ", &rs->status) != 1) return why("bad status line in %.40s", hdr);
+    header_value(hdr, "\r\nContent-Length: ", cl, sizeof cl);
+    header_value(hdr, "\r\nDate: ", rs->date, sizeof rs->date);
+    header_value(hdr, "\r\nContent-Type: ", rs->type, sizeof rs->type);
+    header_value(hdr, "\r\nConnection: ", conn, sizeof conn);
+    rs->close = strcmp(conn, "close") == 0;
+    rs->keep_alive = strcmp(conn, "keep-alive") == 0;
+    if (!cl[0]) return why("no Content-Length in the answer");
+    rs->content_length = atol(cl);
+    if (rs->content_length < 0 || rs->content_length >= (long)sizeof rs->body)
+        return why("Content-Length %ld", rs->content_length);
+    rs->body_len = head ? 0 : (size_t)rs->content_length;
+    need = hlen + rs->body_len;
+    if (http_fill(h, need) < 0) return -1;
+    memcpy(rs->body, h->buf + hlen, rs->body_len);
+    rs->body[rs->body_len] = '\0';
+    memmove(h->buf, h->buf + need, h->len - need);
+    h->len -= need;
+    return 0;
+}
+
+/* "Sun, 06 Nov 1994 08:49:37 GMT", this year (RFC 7231 IMF-fixdate). */
+static int date_ok(const char *d)
+{
+    static const char days[] = "SunMonTueWedThuFriSat";
+    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    char day[4], mon[4];
+    int dd, yyyy, hh, mm, ss, n = 0;
+    time_t now = time(NULL);
+    struct tm tm;
+
+    gmtime_r(&now, &tm);
+    if (strlen(d) != 29 ||
+        sscanf(d, "%3[A-Za-z], %2d %3[A-Za-z] %4d %2d:%2d:%2d GMT%n", day, &dd, mon, &yyyy, &hh,
+               &mm, &ss, &n) != 7 ||
+        n != 29)
+        return 0;
+    if (!strstr(days, day) || strlen(day) != 3 || (strstr(days, day) - days) % 3) return 0;
+    if (!strstr(months, mon) || strlen(mon) != 3 || (strstr(months, mon) - months) % 3) return 0;
+    return dd >= 1 && dd <= 31 && hh < 24 && mm < 60 && ss < 61 && d[4] == ' ' && d[7] == ' ' &&
+           yyyy >= tm.tm_year + 1900 - 1 && yyyy <= tm.tm_year + 1900 + 1;
+}
+
+/* A 200 with the hello body (or none for HEAD) and the usual headers. */
+static int http_expect_hello(struct http_conn *h, int head, struct http_response *rs)
+{
+    if (http_read(h, head, rs) < 0) return -1;
+    if (rs->status != 200) return why("status %d, want 200", rs->status);
+    if (rs->content_length != (long)strlen(HTTP_BODY))
+        return why("Content-Length %ld, want %zu", rs->content_length, strlen(HTTP_BODY));
+    if (!head && strcmp(rs->body, HTTP_BODY) != 0) return why("body \"%s\"", rs->body);
+    if (strcmp(rs->type, "text/plain") != 0) return why("Content-Type \"%s\"", rs->type);
+    if (!date_ok(rs->date)) return why("Date \"%s\" is not an RFC 7231 date", rs->date);
+    return 0;
+}
+
+/* Nothing more arrives within ms, and the connection is still open. */
+static int http_expect_quiet(struct http_conn *h, int ms)
+{
+    struct pollfd pfd = {h->fd, POLLIN, 0};
+
+    if (h->len) return why("%zu unexpected bytes after the answers", h->len);
+    if (poll(&pfd, 1, ms) > 0) return why("unexpected data or EOF");
+    return 0;
+}
+
+static int http_expect_eof(struct http_conn *h)
+{
+    size_t got;
+    char c;
+
+    if (h->len) return why("%zu unexpected bytes after the answer", h->len);
+    return recv_some(h->fd, &c, 0, &got, 3000) < 0 ? why("want EOF: %s", reason) : 0;
+}
+
+static int http_open(struct http_conn *h, int port)
+{
+    h->len = 0;
+    h->fd = connect_local(port, 0);
+    return h->fd < 0 ? -1 : 0;
+}
+
+static int check_http_pipelined(int port)
+{
+    static const char *const paths[] = {"/", "/a", "/b/c", "/?q=1", "/x",
+                                        "/", "/y", "/z",   "/",     "/last"};
+    char req[4096];
+    size_t len = 0;
+    struct http_response rs;
+    struct http_conn *h = malloc(sizeof *h);
+    int i, rc;
+
+    if (!h) return why("out of memory");
+    for (i = 0; i < 10; i++)
+        len +=
+            (size_t)sprintf(req + len, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: t\r\n\r\n",
+                            i == 4 ? "HEAD" : "GET", paths[i]);
+    rc = http_open(h, port);
+    if (rc == 0) rc = send_all(h->fd, req, len); /* all ten in one write */
+    for (i = 0; rc == 0 && i < 10; i++)
+        if (http_expect_hello(h, i == 4, &rs) < 0) rc = why("answer %d: %s", i, reason);
+    if (rc == 0) rc = http_expect_quiet(h, 100);
+    /* Keep-alive: the same connection takes another request. */
+    if (rc == 0) rc = send_all(h->fd, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27);
+    if (rc == 0) rc = http_expect_hello(h, 0, &rs);
+    if (rc == 0 && rs.close) rc = why("HTTP/1.1 answer says Connection: close");
+    /* And a request split across three writes. */
+    if (rc == 0) rc = send_all(h->fd, "GET / HT", 8);
+    if (rc == 0 && (sleep_ms(50), 1)) rc = send_all(h->fd, "TP/1.1\r\nHost: x\r", 16);
+    if (rc == 0 && (sleep_ms(50), 1)) rc = send_all(h->fd, "\n\r\n", 3);
+    if (rc == 0) rc = http_expect_hello(h, 0, &rs);
+    /* Connection: close ends it after the answer. */
+    if (rc == 0) rc = send_all(h->fd, "GET / HTTP/1.1\r\nConnection: close\r\n\r\n", 37);
+    if (rc == 0) rc = http_expect_hello(h, 0, &rs);
+    if (rc == 0 && !rs.close) rc = why("no Connection: close in the last answer");
+    if (rc == 0) rc = http_expect_eof(h);
+    if (h->fd >= 0) close(h->fd);
+    free(h);
+    return rc;
+}
+
+static int check_http_status(int port, const char *req, size_t len, int want)
+{
+    struct http_response rs;
+    struct http_conn *h = malloc(sizeof *h);
+    int rc;
+
+    if (!h) return why("out of memory");
+    rc = http_open(h, port);
+    if (rc == 0) rc = send_all(h->fd, req, len);
+    if (rc == 0) rc = http_read(h, 0, &rs);
+    if (rc == 0 && rs.status != want) rc = why("status %d, want %d", rs.status, want);
+    if (rc == 0 && !rs.close) rc = why("no Connection: close with status %d", want);
+    if (rc == 0) rc = http_expect_eof(h);
+    if (h->fd >= 0) close(h->fd);
+    free(h);
+    return rc;
+}
+
+static int check_http_400(int port)
+{
+    static const char bad_line[] = "GARBAGE\r\n\r\n";
+    static const char bad_header[] = "GET / HTTP/1.1\r\nno colon here\r\n\r\n";
+    static const char bad_version[] = "GET / HTTP/9.9\r\n\r\n";
+
+    if (check_http_status(port, bad_line, sizeof bad_line - 1, 400) < 0)
+        return why("\"GARBAGE\": %s", reason);
+    if (check_http_status(port, bad_header, sizeof bad_header - 1, 400) < 0)
+        return why("header without a colon: %s", reason);
+    if (check_http_status(port, bad_version, sizeof bad_version - 1, 400) < 0)
+        return why("HTTP/9.9: %s", reason);
+    return 0;
+}
+
+static int check_http_431(int port)
+{
+    size_t size = 64 * 1024, len;
+    char *req = malloc(size + 64);
+    int rc;
+
+    if (!req) return why("out of memory");
+    len = (size_t)sprintf(req, "GET / HTTP/1.1\r\nX-Big: ");
+    memset(req + len, 'a', size);
+    len += size;
+    memcpy(req + len, "\r\n\r\n", 4);
+    rc = check_http_status(port, req, len + 4, 431);
+    free(req);
+    return rc;
+}
+
+static int check_http10(int port)
+{
+    static const char plain[] = "GET / HTTP/1.0\r\n\r\n";
+    static const char keep[] = "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+    struct http_response rs;
+    struct http_conn *h = malloc(sizeof *h);
+    int rc;
+
+    if (!h) return why("out of memory");
+    rc = http_open(h, port);
+    if (rc == 0) rc = send_all(h->fd, plain, sizeof plain - 1);
+    if (rc == 0) rc = http_expect_hello(h, 0, &rs);
+    if (rc == 0 && !rs.close) rc = why("HTTP/1.0 answer lacks Connection: close");
+    if (rc == 0) rc = http_expect_eof(h);
+    if (h->fd >= 0) close(h->fd);
+    if (rc == 0) rc = http_open(h, port);
+    if (rc == 0) rc = send_all(h->fd, keep, sizeof keep - 1);
+    if (rc == 0) rc = http_expect_hello(h, 0, &rs);
+    if (rc == 0 && !rs.keep_alive)
+        rc = why("HTTP/1.0 keep-alive answer lacks Connection: keep-alive");
+    if (rc == 0) rc = send_all(h->fd, keep, sizeof keep - 1);
+    if (rc == 0) rc = http_expect_hello(h, 0, &rs);
+    if (h->fd >= 0) close(h->fd);
+    free(h);
+    return rc;
+}
+
+static void test_http(void)
+{
+    struct child c;
+    int port = 0;
+
+    if (start_reported(&c, "http_hello", &port, NULL) < 0) return;
+    report("http_hello 10 pipelined requests answered in order, keep-alive, split request, "
+           "Connection: close",
+           check_http_pipelined(port));
+    report("http_hello 400 for malformed requests, then close", check_http_400(port));
+    report("http_hello 431 for a 64 KiB header, then close", check_http_431(port));
+    report("http_hello HTTP/1.0 closes, HTTP/1.0 keep-alive stays open", check_http10(port));
+    stop_reported(&c, "http_hello");
+}
+
+/*== TCP CLIENT ==*/
+
+/* A listening socket on 127.0.0.1 (port chosen by the kernel) for the fake servers. */
+static int fake_server(int *port, int backlog)
+{
+    struct sockaddr_in sin;
+    socklen_t len = sizeof sin;
+    int fd = tcp_listen_probe(0);
+
+    if (fd < 0) return why("socket: %s", strerror(errno));
+    if (listen(fd, backlog) < 0 || getsockname(fd, (struct sockaddr *)&sin, &len) < 0) {
+        close(fd);
+        return why("listen: %s", strerror(errno));
+    }
+    *port = ntohs(sin.sin_port);
+    return fd;
+}
+
+static int accept_within(int lfd, int ms)
+{
+    struct pollfd pfd = {lfd, POLLIN, 0};
+    int fd;
+
+    if (poll(&pfd, 1, ms) <= 0) return why("tcp_client did not connect within %d ms", ms);
+    fd = accept(lfd, NULL, NULL);
+    return fd < 0 ? why("accept: %s", strerror(errno)) : fd;
+}
+
+/* Runs tcp_client with args, collects its stdout+stderr until it exits, and
+   checks the exit status. Output goes to out (NUL-terminated). */
+static int run_client(struct child *c, char *out, size_t size, int want_status)
+{
+    char line[1024];
+    size_t used = 0;
+    int r, status = 0;
+
+    out[0] = '\0';
+    while ((r = read_line(c, line, sizeof line, 5000)) > 0) {
+        used += (size_t)snprintf(out + used, size - used, "%s\n", line);
+        if (used >= size) used = size - 1;
+    }
+    if (r < 0) {
+        kill_child(c);
+        return why("tcp_client still running after 5 s");
+    }
+    if (!reap(c, &status, STOP_TIMEOUT_MS)) {
+        kill_child(c);
+        return why("tcp_client did not exit");
+    }
+    live_pid = -1;
+    c->pid = -1;
+    close(c->out_fd);
+    c->out_fd = -1;
+    if (!WIFEXITED(status)) return why("tcp_client killed by signal %d", WTERMSIG(status));
+    if (WEXITSTATUS(status) != want_status)
+        return why("exit status %d, want %d; output \"%s\"", WEXITSTATUS(status), want_status, out);
+    return 0;
+}
+
+static int spawn_client(struct child *c, int port, const char *msg, const char *timeout_ms)
+{
+    char port_arg[16];
+    const char *args[5];
+
+    snprintf(port_arg, sizeof port_arg, "%d", port);
+    args[0] = "127.0.0.1";
+    args[1] = port_arg;
+    args[2] = msg;
+    args[3] = timeout_ms;
+    args[4] = NULL;
+    merge_stderr = 1;
+    if (spawn(c, "tcp_client", args) < 0) {
+        merge_stderr = 0;
+        return -1;
+    }
+    merge_stderr = 0;
+    return 0;
+}
+
+/* mode 0: reply and close; 1: never reply; 2: read, then reset */
+static int check_client(int mode)
+{
+    static const char *const timeouts[] = {"5000", "300", "5000"};
+    static const int statuses[] = {0, 4, 5};
+    static const char *const outputs[] = {"pong 1\npong 2\n", NULL, NULL};
+    static const char *const messages[] = {NULL, "timed out", "connection reset"};
+    struct child c;
+    char out[4096], got[64];
+    size_t n;
+    int port, rc, fd = -1, lfd = fake_server(&port, 8);
+    double start = now_ms();
+
+    if (lfd < 0) return -1;
+    rc = spawn_client(&c, port, "ping\\n", timeouts[mode]);
+    if (rc == 0 && (fd = accept_within(lfd, 5000)) < 0) rc = -1;
+    /* The client sends "ping\n" and half-closes: read up to its EOF. */
+    if (rc == 0) {
+        double deadline = now_ms() + 3000;
+
+        n = 0;
+        while (rc == 0) {
+            struct pollfd pfd = {fd, POLLIN, 0};
+            ssize_t r;
+
+            if (now_ms() > deadline || poll(&pfd, 1, 3000) <= 0) {
+                rc = why("no message and EOF from tcp_client");
+                break;
+            }
+            r = recv(fd, got + n, sizeof got - 1 - n, 0);
+            if (r <= 0) break;
+            n += (size_t)r;
+        }
+        if (rc == 0) rc = compare_bytes("message", got, n, "ping\n", 5);
+    }
+    if (rc == 0 && mode == 0) {
+        rc = send_all(fd, "pong 1\n", 7);
+        if (rc == 0 && (sleep_ms(50), 1)) rc = send_all(fd, "pong 2\n", 7);
+        close(fd);
+        fd = -1;
+    } else if (rc == 0 && mode == 2) {
+        struct linger lg = {1, 0}; /* close with a reset */
+
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        close(fd);
+        fd = -1;
+    }
+    if (c.pid > 0) {
+        if (rc == 0)
+            rc = run_client(&c, out, sizeof out, statuses[mode]);
+        else
+            kill_child(&c);
+    }
+    if (rc == 0 && outputs[mode] && strcmp(out, outputs[mode]) != 0)
+        rc = why("printed \"%s\", want \"%s\"", out, outputs[mode]);
+    if (rc == 0 && messages[mode] && !strstr(out, messages[mode]))
+        rc = why("output \"%s\" lacks \"%s\"", out, messages[mode]);
+    if (rc == 0 && mode == 1 && (now_ms() - start < 300 || now_ms() - start > 4000))
+        rc = why("gave up after %.0f ms, want 300 ms .. 4 s", now_ms() - start);
+    if (fd >= 0) close(fd);
+    close(lfd);
+    return rc;
+}
+
+static int check_client_refused(void)
+{
+    struct child c;
+    char out[4096];
+    int port = free_port();
+
+    if (port <= 0) return why("no free port");
+    if (spawn_client(&c, port, "ping\\n", "2000") < 0) return -1;
+    if (run_client(&c, out, sizeof out, 3) < 0) return -1;
+    if (!strstr(out, "connection refused")) return why("output \"%s\"", out);
+    return 0;
+}
+
+/* Linux drops SYNs to a listener whose accept queue is full, so a connect
+   there stays in progress: a connect timeout without leaving 127.0.0.1.
+   Returns 1 if this setup was made (fds[] holds what to close), 0 if not. */
+static int fill_backlog(int lfd, int port, int *fds, int max)
+{
+    int i;
+
+    for (i = 0; i < max; i++) {
+        struct sockaddr_in sin;
+        struct pollfd pfd;
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+        fds[i] = fd;
+        if (fd < 0) return 0;
+        fcntl(fd, F_SETFL, O_NONBLOCK);
+        memset(&sin, 0, sizeof sin);
+        sin.sin_family = AF_INET;
+        sin.sin_port = htons((unsigned short)port);
+        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (connect(fd, (struct sockaddr *)&sin, sizeof sin) == 0) continue;
+        if (errno != EINPROGRESS) return 0;
+        pfd.fd = fd;
+        pfd.events = POLLOUT;
+        if (poll(&pfd, 1, 300) == 0) return 1; /* this one hangs: the queue is full */
+    }
+    (void)lfd;
+    return 0;
+}
+
+static void test_client(void)
+{
+    int fds[16], i, port, lfd;
+    struct child c;
+    char out[4096];
+    double start;
+
+    report("tcp_client prints the reply until EOF, exit 0", check_client(0));
+    report("tcp_client reports \"connection refused\" for a closed port, exit 3",
+           check_client_refused());
+    /* The read timeout: a server that accepts and never replies. */
+    report("tcp_client reports \"timed out\" when the reply does not come (read timeout), exit 4",
+           check_client(1));
+    report("tcp_client reports \"connection reset\", exit 5", check_client(2));
+    for (i = 0; i < 16; i++) fds[i] = -1;
+    lfd = fake_server(&port, 0);
+    if (lfd >= 0 && fill_backlog(lfd, port, fds, 16)) {
+        int rc = spawn_client(&c, port, "ping\\n", "300");
+
+        start = now_ms();
+        if (rc == 0) rc = run_client(&c, out, sizeof out, 4);
+        if (rc == 0 && !strstr(out, "timed out")) rc = why("output \"%s\"", out);
+        if (rc == 0 && (now_ms() - start < 250 || now_ms() - start > 4000))
+            rc = why("gave up after %.0f ms, want 300 ms .. 4 s", now_ms() - start);
+        report("tcp_client reports \"timed out\" for a connect that never completes, exit 4", rc);
+    } else {
+        note("skipped the connect-timeout check: could not make a connect hang on loopback");
+    }
+    for (i = 0; i < 16; i++)
+        if (fds[i] >= 0) close(fds[i]);
+    if (lfd >= 0) close(lfd);
+}
+
+/*== THREADED SERVER ==*/
+
+static void test_threaded(const char *mode)
+{
+    const char *pre[4] = {NULL, NULL, NULL, NULL};
+    char title[128];
+    struct child c;
+    int port = 0;
+
+    if (mode) pre[0] = mode;
+    if (start_reported(&c, "threaded_server", &port, pre) < 0) return;
+    snprintf(title, sizeof title, "threaded_server%s%s 100 concurrent clients x 16 KiB echoed",
+             mode ? " " : "", mode ? mode : "");
+    report(title, check_echo_clients(port, 100, 16 * 1024, 15000));
+    snprintf(title, sizeof title, "threaded_server%s%s", mode ? " " : "", mode ? mode : "");
+    stop_reported(&c, title);
+}
+
+/*== MAIN ==*/
+
+/* 1,000 clients and the server's 1,000 ends need more than the usual 1,024 fds. */
+static void raise_fd_limit(rlim_t want)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return;
+    if (rl.rlim_cur >= want) return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < want)
+        note("fd limit %ld: the 1,000-client check may fail", (long)rl.rlim_cur);
+}
+
+static int selected(int argc, char **argv, const char *name)
+{
+    int i;
+
+    if (argc <= 2) return 1;
+    for (i = 2; i < argc; i++)
+        if (strcmp(argv[i], name) == 0) return 1;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct stat st;
+
+    if (argc < 2 || stat(argv[1], &st) < 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr,
+                "usage: %s BINDIR [EXAMPLE...]   (BINDIR holds the built examples; the names "
+                "pick some)\n",
+                argv[0]);
+        return 2;
+    }
+    bindir = argv[1];
+    install_emergency_handlers();
+    raise_fd_limit(4096);
+    if (selected(argc, argv, "rot13_stream")) test_rot13();
+    if (selected(argc, argv, "echo_stream")) test_echo();
+    if (selected(argc, argv, "chat_server")) test_chat();
+    if (selected(argc, argv, "http_hello")) test_http();
+    if (selected(argc, argv, "tcp_client")) test_client();
+    if (selected(argc, argv, "threaded_server")) {
+        test_threaded(NULL);
+        test_threaded("-r");
+    }
+    printf("stream-examples: %d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
