@@ -226,5 +226,21 @@ if [ -x "$B/test_stream_examples" ]; then
     tally stream-examples-tsan "$B/stream_examples_tsan.out" $?
 fi
 
+# A real HTTP client against http_hello, when one is installed.
+if have curl && [ -x build/examples/http_hello ]; then
+    port=$((41000 + RANDOM % 2000))
+    build/examples/http_hello "$port" >"$B/http_hello.out" 2>&1 &
+    hp=$!
+    for _ in 1 2 3 4 5 6 7 8 9 10; do grep -q listening "$B/http_hello.out" && break; sleep 0.2; done
+    check "curl gets Hello, World! from http_hello (keep-alive, two requests)" \
+        sh -c "curl -sS --max-time 5 http://127.0.0.1:$port/ http://127.0.0.1:$port/a >$B/curl.out &&
+               test \"\$(cat $B/curl.out)\" = 'Hello, World!Hello, World!' &&
+               curl -sS --max-time 5 -o /dev/null -w '%{http_code}' -H 'X-Big: '\$(head -c 70000 /dev/zero | tr '\\0' a) http://127.0.0.1:$port/ | grep -q 431"
+    kill -TERM $hp 2>/dev/null
+    wait $hp 2>/dev/null
+else
+    skip "curl against http_hello" "curl not installed"
+fi
+
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
