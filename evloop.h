@@ -809,39 +809,42 @@ static void evloop__relive(evloop *loop, const evloop_event *ev, int was)
 
 /*== TIMER HEAP (4-ary, min at 0) ==*/
 
-static void evloop__heap_place(evloop *loop, int i, evloop__timer t)
+/* The sifts keep the array and its length in locals: the stores to
+   ev->timer_idx could otherwise alias them and force a reload every level. */
+static void evloop__heap_place(evloop__timer *heap, int i, evloop__timer t)
 {
-    loop->heap[i] = t;
+    heap[i] = t;
     t.ev->timer_idx = i;
 }
 
 static void evloop__heap_up(evloop *loop, int i)
 {
-    evloop__timer t = loop->heap[i];
+    evloop__timer *heap = loop->heap, t = heap[i];
     while (i > 0) {
         int parent = (i - 1) / 4;
-        if (loop->heap[parent].at <= t.at) break;
-        evloop__heap_place(loop, i, loop->heap[parent]);
+        if (heap[parent].at <= t.at) break;
+        evloop__heap_place(heap, i, heap[parent]);
         i = parent;
     }
-    evloop__heap_place(loop, i, t);
+    evloop__heap_place(heap, i, t);
 }
 
 static void evloop__heap_down(evloop *loop, int i)
 {
-    evloop__timer t = loop->heap[i];
+    evloop__timer *heap = loop->heap, t = heap[i];
+    const int n = loop->nheap;
     for (;;) {
         int first = 4 * i + 1, best = i, c, end;
         int64_t best_at = t.at;
-        if (first >= loop->nheap) break;
-        end = first + 4 < loop->nheap ? first + 4 : loop->nheap;
+        if (first >= n) break;
+        end = first + 4 < n ? first + 4 : n;
         for (c = first; c < end; c++)
-            if (loop->heap[c].at < best_at) best = c, best_at = loop->heap[c].at;
+            if (heap[c].at < best_at) best = c, best_at = heap[c].at;
         if (best == i) break;
-        evloop__heap_place(loop, i, loop->heap[best]);
+        evloop__heap_place(heap, i, heap[best]);
         i = best;
     }
-    evloop__heap_place(loop, i, t);
+    evloop__heap_place(heap, i, t);
 }
 
 static int evloop__heap_reserve(evloop *loop)
@@ -870,7 +873,7 @@ static void evloop__heap_remove(evloop *loop, evloop_event *ev)
     EVLOOP_ASSERT(i >= 0 && i < loop->nheap && loop->heap[i].ev == ev);
     ev->timer_idx = -1;
     if (i == --loop->nheap) return;
-    evloop__heap_place(loop, i, loop->heap[loop->nheap]);
+    evloop__heap_place(loop->heap, i, loop->heap[loop->nheap]);
     if (i > 0 && loop->heap[(i - 1) / 4].at > loop->heap[i].at)
         evloop__heap_up(loop, i);
     else
@@ -1519,8 +1522,14 @@ static void evloop__wake_cb(evloop_socket_t fd, short what, void *arg)
 {
     evloop *loop = (evloop *)arg;
     char buf[64];
+    ssize_t n;
     (void)what;
-    while (read(fd, buf, sizeof buf) > 0) continue;
+#ifdef EVLOOP__HAVE_EVENTFD
+    n = read(fd, buf, sizeof buf); /* one read empties an eventfd */
+#else
+    while ((n = read(fd, buf, sizeof buf)) > 0) continue;
+#endif
+    (void)n;
     /* Cleared before looking at posts and signals, so anything that arrives
        after this point writes again and wakes the next wait. */
     evloop__store(&loop->wake_sent, 0);
@@ -1670,6 +1679,10 @@ static void evloop__unpend(evloop *loop, evloop_event *ev)
 /* A failed allocation drops the timer rather than the event. */
 static void evloop__restart_timer(evloop *loop, evloop_event *ev, int64_t at)
 {
+    if (ev->timer_idx >= 0 && ev->timeout > -2) {
+        evloop__heap_retime(loop, ev, at); /* one sift in place */
+        return;
+    }
     evloop__timer_stop(loop, ev);
     if (evloop__timer_reserve(loop, ev->timeout) == 0) evloop__timer_start(loop, ev, at);
 }

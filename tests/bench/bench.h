@@ -72,32 +72,32 @@ static inline int64_t cpu_ns(void)
     return clock_ns(CLOCK_PROCESS_CPUTIME_ID);
 }
 
-static int cmp_double(const void *a, const void *b)
+static inline int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 
-static double median(double *v, int n)
+static inline double median(double *v, int n)
 {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-static long env_long(const char *name, long def)
+static inline long env_long(const char *name, long def)
 {
     const char *s = getenv(name);
     return s && *s ? strtol(s, NULL, 10) : def;
 }
 
 /* The soft descriptor limit up to `need` (at most the hard limit). */
-static void raise_nofile(long need)
+static inline void raise_nofile(long need)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0) die("getrlimit");
     if ((long)rl.rlim_cur >= need) return;
-    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || (long)rl.rlim_max > need ? (rlim_t)need
-                                                                            : rl.rlim_max;
+    rl.rlim_cur =
+        rl.rlim_max == RLIM_INFINITY || (long)rl.rlim_max > need ? (rlim_t)need : rl.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &rl) < 0) die("setrlimit");
     if ((long)rl.rlim_cur < need) {
         fprintf(stderr, "bench: need %ld descriptors, the hard limit is %ld\n", need,
@@ -106,7 +106,7 @@ static void raise_nofile(long need)
     }
 }
 
-static long peak_rss_kb(void)
+static inline long peak_rss_kb(void)
 {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -119,7 +119,7 @@ static void on_io(int fd, int idx);
 #if defined(BENCH_TIMER)
 static void on_timer(int idx);
 #endif
-#if defined(BENCH_ASYNC)
+#if defined(BENCH_ASYNC) && !defined(LIB_EVLOOP) /* evloop posts functions itself */
 static void on_async(void);
 #endif
 
@@ -137,7 +137,7 @@ static void on_async(void);
 #error "bench: define one of LIB_EVLOOP LIB_LIBEVENT LIB_LIBEV LIB_LIBUV LIB_RAWEPOLL"
 #endif
 
-static void report(const char *bench, const char *config, const char *metric, double value)
+static inline void report(const char *bench, const char *config, const char *metric, double value)
 {
     printf("R %s %s %s %s %.3f\n", bench, AD_NAME, config, metric, value);
     fflush(stdout);
