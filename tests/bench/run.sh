@@ -10,6 +10,7 @@
 #                   tables go to build/bench/RESULTS.md (the committed
 #                   RESULTS.md keeps the last full run)
 #   BENCH_ROUNDS=N  rounds of the timed benchmarks (default 7)
+#   BENCH_NET_ROUNDS=N  rounds of the echo and HTTP benchmarks (default 3)
 #   CC              compiler (default cc)
 # shellcheck disable=SC2086 # word splitting of the library lists is meant
 set -u
@@ -37,6 +38,8 @@ if [ "$QUICK" = 1 ]; then
     NHANDSHAKES=10000
     CG_PIPES="1000 3"
     CG_TIMERS=20000
+    NET_ROUNDS=${BENCH_NET_ROUNDS:-1}
+    ECHO_SECS=1
     OUT=$B/RESULTS.md
     CMD="BENCH_QUICK=1 make bench"
 else
@@ -49,6 +52,8 @@ else
     NHANDSHAKES=100000
     CG_PIPES="1000 5"
     CG_TIMERS=100000
+    NET_ROUNDS=${BENCH_NET_ROUNDS:-3}
+    ECHO_SECS=5
     OUT=tests/bench/RESULTS.md
     CMD="make bench"
 fi
@@ -119,6 +124,12 @@ for lib in evloop rawepoll $PEERS; do
     build bench_async "$lib"
     [ "$lib" = rawepoll ] || build bench_timers "$lib"
 done
+# echo through the buffered streams: the libraries that have them
+build bench_echo evloop
+ECHO_LIBS=evloop
+for lib in $PEERS; do
+    case $lib in libevent | libuv) build bench_echo "$lib" && ECHO_LIBS="$ECHO_LIBS $lib" ;; esac
+done
 # the floor that still calls epoll_ctl at every re-arm (pipes only)
 $CC -O2 -g $WARN -Itests/bench -DLIB_RAWEPOLL -DRAWEPOLL_CTL tests/bench/bench_pipes.c \
     -o "$B/bench_pipes_rawepoll-ctl" >>"$LOG" 2>&1 || say "build of bench_pipes for rawepoll-ctl failed"
@@ -179,6 +190,15 @@ for ((r = 0; r < ROUNDS; r++)); do
     say "round $((r + 1))/$ROUNDS: async"
     for lib in $(rotate $r evloop rawepoll $PEERS); do
         have "bench_async_$lib" && run "$B/bench_async_$lib" "$NPOSTS" "$NHANDSHAKES"
+    done
+done
+
+# --- echo throughput through buffered streams (issue 4), interleaved ---------------
+for ((r = 0; r < NET_ROUNDS; r++)); do
+    ROUND=$((r + 1))
+    say "round $ROUND/$NET_ROUNDS: echo, 100 connections pumping 8 KiB writes for $ECHO_SECS s"
+    for lib in $(rotate $r $ECHO_LIBS); do
+        have "bench_echo_$lib" && run "$B/bench_echo_$lib" "$ECHO_SECS"
     done
 done
 
@@ -259,6 +279,7 @@ sub() { [ -n "$1" ] && echo $(($1 - base)); }
 EV="-I. -DNDEBUG -DLIB_EVLOOP"
 codesize evloop program "$(sub "$(fp evloop $EV $MIN)")"
 codesize evloop-static program "$(sub "$(fp evloop_static $EV $MIN -DEVLOOP_STATIC)")"
+codesize evloop-gc program "$(sub "$(fp evloop_gc $EV $MIN -ffunction-sections -fdata-sections -Wl,--gc-sections)")"
 codesize evloop-poll program "$(sub "$(fp evloop_poll $EV $MIN -DEVLOOP_BACKEND_POLL)")"
 codesize evloop-full program "$(sub "$(fp evloop_full $EV -DEVLOOP_NO_STREAMS -pthread)")"
 GC="-Wl,--gc-sections -Wl,-Bstatic"
@@ -281,6 +302,15 @@ if grep -q EVLOOP_NO_STREAMS evloop.h; then
         codesize evloop+streams library "$(textsz "$B/evloop_impl_streams.o")"
 fi
 
+# --- HTTP: http_hello against nginx (issue 4) -------------------------------------
+# bench_http.sh installs wrk and nginx-light when missing (or says why it
+# skips), runs nginx from a temporary prefix and http_hello interleaved under
+# `wrk -t1 -c50`, and prints raw lines (tagged with their round) that the
+# report below turns into the "http" table and the issue 4 targets.
+say "HTTP: http_hello vs nginx-light, wrk -t1 -c50, $NET_ROUNDS round(s)"
+BENCH_LOG=$LOG bash tests/bench/bench_http.sh "$NET_ROUNDS" >>"$RAW" ||
+    say "bench_http.sh failed (see $LOG)"
+
 # --- report --------------------------------------------------------------------
 ver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "?"; }
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo "?")
@@ -293,15 +323,15 @@ secs=$(($(date +%s) - START))
     echo "- command: \`$CMD\` ($((secs / 60)) min $((secs % 60)) s)"
     echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2 | sed 's/^ *//'), kernel $(uname -r)"
     echo "- compiler: $($CC --version | head -1), -O2 (footprint: -Os); evloop at $rev with -DNDEBUG, epoll backend"
-    echo "- peers (Debian packages): libevent $(ver libevent-dev), libev $(ver libev-dev), libuv $(ver libuv1-dev); all on epoll"
+    echo "- peers (Debian packages): libevent $(ver libevent-dev), libev $(ver libev-dev), libuv $(ver libuv1-dev); all on epoll; HTTP: nginx-light $(ver nginx-light), wrk $(ver wrk)"
     echo "- method: $ROUNDS round(s), libraries interleaved (order rotated each round); each figure is the median over the rounds; each ratio (library / evloop) is the median over the rounds of the ratio within a round. Callgrind counts are from one run (they do not depend on the machine's load)."
-    echo "- sizes: pipes N = ${SIZES// /, } with A = 100 active, W = 1000 writes, $ITERS iterations; $NTIMERS timers; $PINGPONGS ping-pong round trips; $NPOSTS posts (flood) and $NHANDSHAKES handshakes; callgrind: pipes N=${CG_PIPES% *} (${CG_PIPES#* } iterations), $CG_TIMERS timers"
+    echo "- sizes: pipes N = ${SIZES// /, } with A = 100 active, W = 1000 writes, $ITERS iterations; $NTIMERS timers; $PINGPONGS ping-pong round trips; $NPOSTS posts (flood) and $NHANDSHAKES handshakes; callgrind: pipes N=${CG_PIPES% *} (${CG_PIPES#* } iterations), $CG_TIMERS timers; echo: 100 connections, 8 KiB writes, $ECHO_SECS s, $NET_ROUNDS round(s); HTTP: wrk -t1 -c50 -d$([ "$QUICK" = 1 ] && echo 2 || echo 5)s, $NET_ROUNDS round(s)"
     echo
     awk -v rounds="$ROUNDS" -f tests/bench/report.awk "$RAW"
     echo "Footprint types: evloop: evloop_event; libevent: struct event; libev: ev_io + ev_timer; libuv: uv_poll_t + uv_timer_t."
-    echo "Code size rows, \"program\": .text of the minimal program minus that of the same program without a library (evloop: epoll with EVLOOP_NO_SIGNALS/THREADS/STDIO; -static: plus EVLOOP_STATIC; -poll: poll backend; -full: every option on; peers: their static .a linked with --gc-sections). \"library\": evloop's core as one object (-Os, every option on but the streams layer; evloop+streams: with it) against each peer's shared library."
+    echo "Code size rows, \"program\": .text of the minimal program minus that of the same program without a library (evloop: epoll with EVLOOP_NO_SIGNALS/THREADS/STDIO; -static: plus EVLOOP_STATIC; -gc: plus -ffunction-sections and --gc-sections at link time; -poll: poll backend; -full: every option on; peers: their static .a linked with --gc-sections). \"library\": evloop's core as one object (-Os, every option on but the streams layer; evloop+streams: with it) against each peer's shared library."
     echo
-    echo "Pipes row rawepoll-ctl: the floor plus one epoll_ctl(MOD) per re-arm, the kernel work a library does when a re-assigned event may name a new file (evloop: MOD; libev: a failing ADD; libevent and libuv: DEL + ADD)."
+    echo "Pipes row rawepoll-ctl: the floor plus one epoll_ctl(MOD) per re-arm, the kernel work a library does when a re-assigned event may name a new file (evloop and libev: one ADD the kernel refuses as already there; libevent and libuv: DEL + ADD)."
 } >"$B/RESULTS.tmp"
 cp "$B/RESULTS.tmp" "$OUT"
 cat "$OUT"
