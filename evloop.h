@@ -3376,31 +3376,30 @@ static int evloop__stream_want_write(const evloop_stream *s)
     return (s->enabled & EVLOOP_WRITE) && s->output.total;
 }
 
-/* Add or delete the read event to match what the stream wants. */
-static int evloop__stream_sync_read(evloop_stream *s)
+/* Add or delete one direction's event to match what the stream wants. */
+static int evloop__stream_sync(evloop_event *ev, int want, unsigned char *on,
+                               const struct timeval *tv)
 {
-    int want = evloop__stream_want_read(s);
-    if (want && !s->reading) {
-        if (evloop_event_add(&s->rev, s->has_read_tv ? &s->read_tv : NULL) < 0) return -1;
-        s->reading = 1;
-    } else if (!want && s->reading) {
-        evloop_event_del(&s->rev);
-        s->reading = 0;
+    if (want && !*on) {
+        if (evloop_event_add(ev, tv) < 0) return -1;
+        *on = 1;
+    } else if (!want && *on) {
+        evloop_event_del(ev);
+        *on = 0;
     }
     return 0;
 }
 
+static int evloop__stream_sync_read(evloop_stream *s)
+{
+    return evloop__stream_sync(&s->rev, evloop__stream_want_read(s), &s->reading,
+                               s->has_read_tv ? &s->read_tv : NULL);
+}
+
 static int evloop__stream_sync_write(evloop_stream *s)
 {
-    int want = evloop__stream_want_write(s);
-    if (want && !s->writing) {
-        if (evloop_event_add(&s->wev, s->has_write_tv ? &s->write_tv : NULL) < 0) return -1;
-        s->writing = 1;
-    } else if (!want && s->writing) {
-        evloop_event_del(&s->wev);
-        s->writing = 0;
-    }
-    return 0;
+    return evloop__stream_sync(&s->wev, evloop__stream_want_write(s), &s->writing,
+                               s->has_write_tv ? &s->write_tv : NULL);
 }
 
 /* Input drained below the high watermark resumes reading (and the reverse). */
