@@ -761,17 +761,20 @@ static void evloop__ns_to_tv(int64_t ns, struct timeval *tv)
     tv->tv_usec = (suseconds_t)(ns % EVLOOP__NS / 1000);
 }
 
+/* Both setters skip the second call when the flag is there already. */
 EVLOOP__MAYBE_UNUSED static int evloop__set_cloexec(int fd)
 {
     int fl = fcntl(fd, F_GETFD);
-    if (fl < 0 || fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0) return -1;
+    if (fl < 0) return -1;
+    if (!(fl & FD_CLOEXEC) && fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0) return -1;
     return 0;
 }
 
 EVLOOP__MAYBE_UNUSED static int evloop__set_nonblock(int fd)
 {
     int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -1;
+    if (fl < 0) return -1;
+    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -1;
     return 0;
 }
 
@@ -1454,38 +1457,48 @@ static void evloop__io_stop(evloop *loop, evloop_event *ev)
     evloop__fd_queue(loop, ev->fd);
 }
 
-/* Tell the backend what changed since the last wait, skipping fds whose
-   interest ended up where it started (a delete followed by an add). */
+/* Tell the backend fd's interest if it changed. Failing here means the fd
+   was closed under its events: they cannot fire any more, and the kernel
+   holds nothing for it. */
+static void evloop__fd_apply(evloop *loop, int fd)
+{
+    evloop__fdinfo *fi = &loop->fds[fd];
+    unsigned want = evloop__fd_wanted(fi);
+    if (want == fi->kmask) return;
+    fi->kmask = evloop__be_change(loop, fd, fi->kmask, want) < 0 ? 0 : (unsigned char)want;
+}
+
+/* Apply what changed since the last wait, skipping fds whose interest ended
+   up where it started (a delete followed by an add). */
 static void evloop__reify(evloop *loop)
 {
     int i;
     for (i = 0; i < loop->nchanges; i++) {
-        int fd = loop->changes[i];
-        evloop__fdinfo *fi = &loop->fds[fd];
-        unsigned want = evloop__fd_wanted(fi);
-        fi->queued = 0;
-        if (want == fi->kmask) continue;
-        /* Failing here means the fd was closed under its events: they cannot
-           fire any more, and the kernel holds nothing for it. */
-        fi->kmask = evloop__be_change(loop, fd, fi->kmask, want) < 0 ? 0 : (unsigned char)want;
+        loop->fds[loop->changes[i]].queued = 0;
+        evloop__fd_apply(loop, loop->changes[i]);
     }
     loop->nchanges = 0;
 }
 
-/* Before the loop's own code closes an fd: apply its pending change now, so
-   the kernel is not asked about a number that may already name another
-   thread's new file by the next wait. Keeps errno. */
-EVLOOP__MAYBE_UNUSED static void evloop__close_fd(evloop *loop, int fd)
+/* Close without losing the errno that explains why we gave up. */
+EVLOOP__MAYBE_UNUSED static void evloop__sock_close(int fd)
 {
     int err = errno;
-    if (fd < loop->nfds) {
-        evloop__fdinfo *fi = &loop->fds[fd];
-        unsigned want = evloop__fd_wanted(fi);
-        if (want != fi->kmask)
-            fi->kmask = evloop__be_change(loop, fd, fi->kmask, want) < 0 ? 0 : (unsigned char)want;
-    }
     close(fd);
     errno = err;
+}
+
+/* Before the loop's own code closes an fd: apply its pending change now, so
+   the kernel is not asked about a number that may already name another
+   thread's new file by the next wait. */
+EVLOOP__MAYBE_UNUSED static void evloop__close_fd(evloop *loop, int fd)
+{
+    if (fd < loop->nfds) {
+        int err = errno;
+        evloop__fd_apply(loop, fd);
+        errno = err;
+    }
+    evloop__sock_close(fd);
 }
 
 /*== WAKEUP DESCRIPTOR (signals and other threads) ==*/
@@ -3243,31 +3256,18 @@ EVLOOP__API int evloop_buffer_write(evloop_buffer *buf, evloop_socket_t fd)
 
 EVLOOP__API int evloop_make_socket_nonblocking(evloop_socket_t fd)
 {
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0) return -1;
-    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -1;
-    return 0;
+    return evloop__set_nonblock(fd);
 }
 
 EVLOOP__API int evloop_make_socket_closeonexec(evloop_socket_t fd)
 {
-    int fl = fcntl(fd, F_GETFD);
-    if (fl < 0) return -1;
-    if (!(fl & FD_CLOEXEC) && fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0) return -1;
-    return 0;
+    return evloop__set_cloexec(fd);
 }
 
 EVLOOP__API int evloop_socketpair(int family, int type, int protocol, evloop_socket_t fds[2])
 {
     if (!fds) return evloop__fail(EINVAL);
     return socketpair(family, type, protocol, fds);
-}
-
-static void evloop__sock_close(int fd)
-{
-    int err = errno; /* keep the errno that explains why we gave up */
-    close(fd);
-    errno = err;
 }
 
 /* Where the platform has no MSG_NOSIGNAL, the socket itself is told. */
