@@ -250,6 +250,7 @@ static int harness__wait(pid_t pid, unsigned timeout, int *status, int *killed)
 {
     sigset_t chld;
     struct timespec start, now;
+    int other;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
     clock_gettime(CLOCK_MONOTONIC, &start);
@@ -259,8 +260,13 @@ static int harness__wait(pid_t pid, unsigned timeout, int *status, int *killed)
         pid_t r = waitpid(pid, status, WNOHANG);
         if (r == pid) return 0;
         if (r < 0 && errno != EINTR) return -1;
-        while (waitpid(-1, NULL, WNOHANG) > 0) { /* an orphaned grandchild */
-        }
+        /* Orphaned grandchildren; the test child may finish meanwhile and
+           be reaped here, so keep its status rather than lose it. */
+        while ((r = waitpid(-1, &other, WNOHANG)) > 0)
+            if (r == pid) {
+                *status = other;
+                return 0;
+            }
         clock_gettime(CLOCK_MONOTONIC, &now);
         if (!*killed && now.tv_sec - start.tv_sec > (time_t)timeout + 3) {
             kill(-pid, SIGKILL);
