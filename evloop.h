@@ -619,8 +619,9 @@ typedef struct evloop__backend {
 #endif
 
 struct evloop {
-    int64_t now;  /* monotonic ns, read once per round */
-    int64_t wall; /* wall ns at `now`, valid if wall_ok */
+    int64_t now;   /* monotonic ns, read once per round */
+    int64_t wall;  /* wall ns at `now`, valid if wall_ok */
+    int64_t stamp; /* the last start of a timeout (evloop__stamp) */
     evloop__fdinfo *fds;
     int nfds;
     int *changes;
@@ -743,6 +744,17 @@ static int64_t evloop__now(const evloop *loop)
     return loop->time_stale ? evloop__clock(CLOCK_MONOTONIC) : loop->now;
 }
 
+/* Where a new timeout starts counting: a fresh reading, so the timeout runs
+   from the moment it is set and never fires early, and later than every
+   start handed out before, so equal timeouts expire in the order they were
+   set even where the clock can read the same twice. */
+static int64_t evloop__stamp(evloop *loop)
+{
+    int64_t t = evloop__clock(CLOCK_MONOTONIC);
+    if (t <= loop->stamp) t = loop->stamp + 1;
+    return loop->stamp = t;
+}
+
 static int evloop__tv_valid(const struct timeval *tv)
 {
     return tv->tv_sec >= 0 && tv->tv_usec >= 0 && tv->tv_usec < 1000000;
@@ -796,10 +808,10 @@ EVLOOP__MAYBE_UNUSED static int evloop__fd_is_open(int fd)
     return fcntl(fd, F_GETFD) >= 0 ? 0 : -1;
 }
 
-static int evloop__is_live(const evloop_event *ev)
+static inline int evloop__is_live(const evloop_event *ev)
 {
-    return (ev->flags & (EVLOOP__F_IO | EVLOOP__F_SIG)) || ev->timer_idx >= 0 ||
-           ev->active_idx >= 0;
+    /* The and of two slots is negative only when both are -1: one test. */
+    return (ev->flags & (EVLOOP__F_IO | EVLOOP__F_SIG)) || (ev->timer_idx & ev->active_idx) >= 0;
 }
 
 /* Keep loop->nlive, the "anything left to wait for" count, in step with an
@@ -820,9 +832,9 @@ static void evloop__heap_place(evloop__timer *heap, int i, evloop__timer t)
     t.ev->timer_idx = i;
 }
 
-static void evloop__heap_up(evloop *loop, int i)
+/* Sift t up from the free slot i. */
+static void evloop__heap_up_from(evloop__timer *heap, int i, evloop__timer t)
 {
-    evloop__timer *heap = loop->heap, t = heap[i];
     while (i > 0) {
         int parent = (i - 1) / 4;
         if (heap[parent].at <= t.at) break;
@@ -830,6 +842,11 @@ static void evloop__heap_up(evloop *loop, int i)
         i = parent;
     }
     evloop__heap_place(heap, i, t);
+}
+
+static void evloop__heap_up(evloop *loop, int i)
+{
+    evloop__heap_up_from(loop->heap, i, loop->heap[i]);
 }
 
 static void evloop__heap_down(evloop *loop, int i)
@@ -860,14 +877,18 @@ static int evloop__heap_reserve(evloop *loop)
     return 0;
 }
 
-/* Capacity must have been reserved. */
+/* Capacity must have been reserved. Deadlines mostly grow, so the new entry
+   usually stays where it lands: that case is checked before the sift. */
 static void evloop__heap_push(evloop *loop, evloop_event *ev, int64_t at)
 {
-    evloop__timer t;
+    evloop__timer *heap = loop->heap, t;
+    int i = loop->nheap++;
     t.at = at;
     t.ev = ev;
-    loop->heap[loop->nheap] = t;
-    evloop__heap_up(loop, loop->nheap++);
+    if (i == 0 || heap[(i - 1) / 4].at <= at)
+        evloop__heap_place(heap, i, t);
+    else
+        evloop__heap_up_from(heap, i, t);
 }
 
 static void evloop__heap_remove(evloop *loop, evloop_event *ev)
@@ -1680,13 +1701,13 @@ static void evloop__sig_rewire(evloop *loop)
 
 static void evloop__activate(evloop *loop, evloop_event *ev, short res);
 
-static void evloop__unpend(evloop *loop, evloop_event *ev)
+static inline void evloop__unpend(evloop *loop, evloop_event *ev)
 {
     if (ev->flags & EVLOOP__F_IO) evloop__io_stop(loop, ev);
 #ifndef EVLOOP_NO_SIGNALS
     if (ev->flags & EVLOOP__F_SIG) evloop__sig_stop(loop, ev);
 #endif
-    evloop__timer_stop(loop, ev);
+    if (ev->timer_idx >= 0) evloop__timer_stop(loop, ev);
 }
 
 /* A failed allocation drops the timer rather than the event. */
@@ -2468,7 +2489,7 @@ EVLOOP__API int evloop_event_assign(evloop_event *ev, evloop *loop, evloop_socke
     ev->res = 0;
     ev->flags = EVLOOP__F_INIT | EVLOOP__F_NEWFD;
     memset(ev->spare, 0, sizeof ev->spare);
-    ev->priority = (unsigned char)(loop->npri / 2);
+    ev->priority = (unsigned char)((unsigned)loop->npri / 2);
     return 0;
 }
 
@@ -2497,16 +2518,17 @@ EVLOOP__API void evloop_event_free(evloop_event *ev)
 /* A timeval is either a plain duration or a common-timeout handle. */
 static int evloop__parse_timeout(const evloop *loop, const struct timeval *tv, int64_t *out)
 {
-    int code = evloop__common_code(tv);
-    if (code >= 0) {
-        const evloop__common *c = code < loop->ncommons ? loop->commons[code] : NULL;
-        if (!c || c->tv.tv_usec != tv->tv_usec || c->tv.tv_sec != tv->tv_sec)
-            return evloop__fail(EINVAL);
-        *out = -(int64_t)code - 2;
+    int code;
+    const evloop__common *c;
+    if (evloop__tv_valid(tv)) { /* a handle's tagged tv_usec is out of range */
+        *out = evloop__tv_to_ns(tv);
         return 0;
     }
-    if (!evloop__tv_valid(tv)) return evloop__fail(EINVAL);
-    *out = evloop__tv_to_ns(tv);
+    code = evloop__common_code(tv);
+    c = code >= 0 && code < loop->ncommons ? loop->commons[code] : NULL;
+    if (!c || c->tv.tv_usec != tv->tv_usec || c->tv.tv_sec != tv->tv_sec)
+        return evloop__fail(EINVAL);
+    *out = -(int64_t)code - 2;
     return 0;
 }
 
@@ -2517,6 +2539,16 @@ EVLOOP__API int evloop_event_add(evloop_event *ev, const struct timeval *tv)
     int was;
     if (!ev || !(ev->flags & EVLOOP__F_INIT) || !ev->loop) return evloop__fail(EINVAL);
     loop = ev->loop;
+    /* The busiest case gets a short path: a plain timeout for an event that
+       is only a timer and is neither pending nor active. */
+    if (tv && !(ev->events & (EVLOOP__IO_BITS | EVLOOP_SIGNAL)) &&
+        (ev->timer_idx & ev->active_idx) < 0 && evloop__tv_valid(tv) &&
+        loop->nheap < loop->heap_cap) {
+        ev->timeout = evloop__tv_to_ns(tv);
+        evloop__heap_push(loop, ev, evloop__stamp(loop) + ev->timeout);
+        if (!(ev->flags & EVLOOP__F_INTERNAL)) loop->nlive++;
+        return 0;
+    }
     /* Everything that can fail comes before the first change. */
     if (tv &&
         (evloop__parse_timeout(loop, tv, &timeout) < 0 || evloop__timer_reserve(loop, timeout) < 0))
@@ -2530,12 +2562,10 @@ EVLOOP__API int evloop_event_add(evloop_event *ev, const struct timeval *tv)
         evloop__sig_start(loop, ev) < 0)
         return -1;
 #endif
-    evloop__timer_stop(loop, ev);
+    if (ev->timer_idx >= 0) evloop__timer_stop(loop, ev);
     ev->timeout = timeout;
-    if (tv)
-        evloop__timer_start(loop, ev,
-                            evloop__clock(CLOCK_MONOTONIC) + evloop__timer_duration(loop, ev));
-    evloop__relive(loop, ev, was);
+    if (tv) evloop__timer_start(loop, ev, evloop__stamp(loop) + evloop__timer_duration(loop, ev));
+    if (!was) evloop__relive(loop, ev, 0);
     return 0;
 }
 

@@ -2153,6 +2153,42 @@ TEST(expired_timers_in_one_round_run_in_deadline_order)
     evloop_free(loop);
 }
 
+/* Timers with one timeout, added in a burst (so fast that the loop may use
+   one clock reading for several), fire in the order they were added; one
+   that is added again moves behind the others. */
+#define EQ_N 2000
+static int eq_order[EQ_N + 1], eq_n;
+static void eq_cb(evloop_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    if (eq_n <= EQ_N) eq_order[eq_n++] = (int)(intptr_t)arg;
+}
+
+TEST(equal_timeouts_fire_in_the_order_added)
+{
+    evloop *loop = new_loop();
+    evloop_event *t = (evloop_event *)calloc(EQ_N, sizeof *t);
+    struct timeval tv = tv_ms(20);
+    int i, bad = -1;
+    REQUIRE(t != NULL);
+    eq_n = 0;
+    for (i = 0; i < EQ_N; i++) {
+        REQUIRE(evloop_timer_assign(&t[i], loop, eq_cb, (void *)(intptr_t)i) == 0);
+        REQUIRE(evloop_timer_add(&t[i], &tv) == 0);
+    }
+    REQUIRE(evloop_timer_add(&t[0], &tv) == 0); /* again: now the last */
+    CHECK_EQ_INT(evloop_run(loop, 0), 1);
+    CHECK_EQ_INT(eq_n, EQ_N);
+    for (i = 0; i + 1 < EQ_N && bad < 0; i++)
+        if (eq_order[i] != i + 1) bad = i;
+    if (bad < 0 && eq_order[EQ_N - 1] != 0) bad = EQ_N - 1;
+    if (bad >= 0)
+        harness_fail(__FILE__, __LINE__, "callback %d was timer %d, expected %d", bad,
+                     eq_order[bad], bad + 1 < EQ_N ? bad + 1 : 0);
+    evloop_free(loop);
+    free(t);
+}
+
 /* 10,000 timers spread over ~200 ms whose callbacks delete and add others.
    Each timer's deadline is known to lie in [lo, hi] (clock read just before
    and just after the add, plus the timeout); firing order must never put a
@@ -4271,6 +4307,7 @@ static const harness_test tests[] = {
     HARNESS_TEST(expired_timers_in_one_round_run_in_deadline_order),
     HARNESS_TEST(random_timers_10000_deadline_order),
     HARNESS_TEST(timers_never_fire_early),
+    HARNESS_TEST(equal_timeouts_fire_in_the_order_added),
     HARNESS_TEST(common_timeout_same_duration_same_pointer),
     HARNESS_TEST(common_timeout_malformed_einval),
     HARNESS_TEST(common_timeout_fires_after_duration),

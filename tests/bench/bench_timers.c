@@ -38,7 +38,7 @@ int main(int argc, char **argv)
     if (!timers) die("calloc");
     /* Touch the program's own array first: its page faults are not the
        library's work (the library's own allocations still count). */
-    memset(timers, 0, (size_t)ntimers * sizeof *timers);
+    touch_pages(timers, (size_t)ntimers * sizeof *timers);
     ad_init();
 
     CG_ON();
