@@ -496,6 +496,7 @@ EVLOOP_DEF int evloop_socketpair(int family, int type, int protocol, evloop_sock
 #endif
 #if defined(__linux__)
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #define EVLOOP__HAVE_EVENTFD 1
 #endif
 
@@ -627,7 +628,7 @@ struct evloop {
     int *changes;
     int nchanges, changes_cap;
     evloop__timer *heap;
-    int nheap, heap_cap;
+    int nheap, heap_cap, heap_warm; /* slots below heap_warm are faulted in */
     evloop__common **commons;
     int ncommons;
     evloop__queue *active;
@@ -867,25 +868,50 @@ static void evloop__heap_down(evloop *loop, int i)
     evloop__heap_place(heap, i, t);
 }
 
+/* A big heap is faulted in ahead of use, 1 MiB at a time, by one madvise
+   call instead of 256 page faults: under a hypervisor a fault costs several
+   microseconds, and faults were most of the time it took to start a million
+   timers. Only the slots about to be used are touched, so the resident size
+   grows as before. Where the call is missing (not Linux, a kernel before
+   5.14, memory it cannot populate) nothing is done and pages fault as usual. */
+#define EVLOOP__WARM_BYTES (1 << 20)
+static void evloop__heap_warm(evloop *loop)
+{
+    int warm = loop->heap_cap;
+#ifdef MADV_POPULATE_WRITE
+    const int step = EVLOOP__WARM_BYTES / (int)sizeof *loop->heap;
+    if (loop->heap_cap >= 2 * step) {
+        uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), from, to;
+        if (loop->nheap + step < warm) warm = loop->nheap + step;
+        from = ((uintptr_t)(loop->heap + loop->nheap) + pg - 1) & ~(pg - 1);
+        to = (uintptr_t)(loop->heap + warm) & ~(pg - 1);
+        if (to > from) (void)madvise((void *)from, to - from, MADV_POPULATE_WRITE);
+    }
+#endif
+    loop->heap_warm = warm;
+}
+
 static int evloop__heap_reserve(evloop *loop)
 {
-    void *p;
-    if (loop->nheap < loop->heap_cap) return 0;
-    p = evloop__grow(loop->heap, &loop->heap_cap, loop->nheap + 1, sizeof *loop->heap);
-    if (!p) return -1;
-    loop->heap = (evloop__timer *)p;
+    if (loop->nheap < loop->heap_warm) return 0;
+    if (loop->nheap >= loop->heap_cap) {
+        void *p = evloop__grow(loop->heap, &loop->heap_cap, loop->nheap + 1, sizeof *loop->heap);
+        if (!p) return -1;
+        loop->heap = (evloop__timer *)p;
+    }
+    evloop__heap_warm(loop);
     return 0;
 }
 
 /* Capacity must have been reserved. Deadlines mostly grow, so the new entry
    usually stays where it lands: that case is checked before the sift. */
-static void evloop__heap_push(evloop *loop, evloop_event *ev, int64_t at)
+static inline void evloop__heap_push(evloop *loop, evloop_event *ev, int64_t at)
 {
     evloop__timer *heap = loop->heap, t;
     int i = loop->nheap++;
     t.at = at;
     t.ev = ev;
-    if (i == 0 || heap[(i - 1) / 4].at <= at)
+    if (i == 0 || heap[(unsigned)(i - 1) / 4].at <= at)
         evloop__heap_place(heap, i, t);
     else
         evloop__heap_up_from(heap, i, t);
@@ -2543,7 +2569,7 @@ EVLOOP__API int evloop_event_add(evloop_event *ev, const struct timeval *tv)
        is only a timer and is neither pending nor active. */
     if (tv && !(ev->events & (EVLOOP__IO_BITS | EVLOOP_SIGNAL)) &&
         (ev->timer_idx & ev->active_idx) < 0 && evloop__tv_valid(tv) &&
-        loop->nheap < loop->heap_cap) {
+        loop->nheap < loop->heap_warm) {
         ev->timeout = evloop__tv_to_ns(tv);
         evloop__heap_push(loop, ev, evloop__stamp(loop) + ev->timeout);
         if (!(ev->flags & EVLOOP__F_INTERNAL)) loop->nlive++;

@@ -2189,6 +2189,61 @@ TEST(equal_timeouts_fire_in_the_order_added)
     free(t);
 }
 
+/* A heap big enough (over 2 MiB) to be faulted in ahead of use: 200,000
+   timers over ~50 ms, every third deleted again; the rest fire once each, in
+   deadline order (each deadline known to lie in [lo, hi]: the clock just
+   before and just after the add, plus the timeout). */
+#define BIG_N 200000
+typedef struct big_state {
+    int64_t *lo, *hi, max_lo;
+    int fired, misordered;
+} big_state;
+static big_state big;
+static void big_cb(evloop_socket_t fd, short what, void *arg)
+{
+    intptr_t i = (intptr_t)arg;
+    (void)fd, (void)what;
+    if (big.hi[i] < big.max_lo) big.misordered++;
+    if (big.lo[i] > big.max_lo) big.max_lo = big.lo[i];
+    big.fired++;
+}
+
+TEST(heap_of_200000_timers_fires_in_order)
+{
+    evloop *loop = new_loop();
+    evloop_event *t = (evloop_event *)calloc(BIG_N, sizeof *t);
+    unsigned rng = 12345;
+    int i, kept = 0;
+    memset(&big, 0, sizeof big);
+    big.lo = (int64_t *)calloc(BIG_N, sizeof *big.lo);
+    big.hi = (int64_t *)calloc(BIG_N, sizeof *big.hi);
+    REQUIRE(t != NULL && big.lo != NULL && big.hi != NULL);
+    for (i = 0; i < BIG_N; i++) {
+        struct timeval tv;
+        long us;
+        rng = rng * 1103515245u + 12345u;
+        us = (long)((rng >> 8) % 50000);
+        tv = tv_make(0, us);
+        REQUIRE(evloop_timer_assign(&t[i], loop, big_cb, (void *)(intptr_t)i) == 0);
+        big.lo[i] = mono_us() + us;
+        REQUIRE(evloop_timer_add(&t[i], &tv) == 0);
+        big.hi[i] = mono_us() + us;
+    }
+    for (i = 0; i < BIG_N; i++) {
+        if (i % 3 == 0)
+            REQUIRE(evloop_timer_del(&t[i]) == 0);
+        else
+            kept++;
+    }
+    CHECK_EQ_INT(evloop_run(loop, 0), 1);
+    CHECK_EQ_INT(big.fired, kept);
+    CHECK_EQ_INT(big.misordered, 0);
+    evloop_free(loop);
+    free(t);
+    free(big.lo);
+    free(big.hi);
+}
+
 /* 10,000 timers spread over ~200 ms whose callbacks delete and add others.
    Each timer's deadline is known to lie in [lo, hi] (clock read just before
    and just after the add, plus the timeout); firing order must never put a
@@ -4308,6 +4363,7 @@ static const harness_test tests[] = {
     HARNESS_TEST(random_timers_10000_deadline_order),
     HARNESS_TEST(timers_never_fire_early),
     HARNESS_TEST(equal_timeouts_fire_in_the_order_added),
+    HARNESS_TEST(heap_of_200000_timers_fires_in_order),
     HARNESS_TEST(common_timeout_same_duration_same_pointer),
     HARNESS_TEST(common_timeout_malformed_einval),
     HARNESS_TEST(common_timeout_fires_after_duration),
