@@ -583,6 +583,25 @@ typedef struct evloop__post {
     void (*fn)(void *);
     void *arg;
 } evloop__post;
+
+/* Posting goes through a ring of EVLOOP__RING_SLOTS slots (a power of two)
+   while it has room, and through a growable array under the lock when it is
+   full. Positions count in steps of 2, so bit 0 of the claim counter is free
+   to say "the ring is closed: post to the array". */
+#define EVLOOP__RING_SLOTS 1024
+#define EVLOOP__OVERFLOW   1u
+#define EVLOOP__LINE       64 /* cache line size, for padding */
+
+/* A slot's seq says whose turn it is: position p may claim it when seq == p,
+   and it holds p's post when seq == p + 1. The loop hands it to the next lap
+   with seq = p + 2 * EVLOOP__RING_SLOTS. Padded to 32 bytes so that, with the
+   ring aligned, no slot spans two cache lines. */
+typedef struct evloop__slot {
+    void (*fn)(void *);
+    void *arg;
+    unsigned seq;
+    char spare[32 - sizeof(void (*)(void *)) - sizeof(void *) - sizeof(unsigned)];
+} evloop__slot;
 #endif
 
 /*== BACKEND STATE ==*/
@@ -638,7 +657,6 @@ struct evloop {
     unsigned char in_run, wall_ok, time_stale;
     int got_exit, got_break; /* written from other threads: atomics */
     int wake_rd, wake_wr;    /* wakeup descriptor(s); equal for an eventfd */
-    int wake_sent;           /* a wakeup is in flight */
     evloop_event wake_ev, exit_ev;
     evloop__backend be;
 #ifndef EVLOOP_NO_SIGNALS
@@ -646,12 +664,25 @@ struct evloop {
     int nsigs;
 #endif
 #ifndef EVLOOP_NO_THREADS
-    pthread_mutex_t lock; /* guards posts, owner */
-    pthread_t owner;      /* thread inside evloop_run, valid if in_run */
-    evloop__post *posts, *batch;
-    int nposts, posts_cap, nbatch, batch_pos, batch_cap;
-    int posted; /* nposts + unprocessed batch, read without the lock */
+    /* The loop's side of posting: only its thread touches these. */
+    unsigned post_head;  /* next ring position to run */
+    evloop__post *batch; /* overflow taken from the posters, being run */
+    int nbatch, batch_pos, batch_cap;
     int64_t exit_delay;
+    /* The posters' side. Every post writes here, so it sits between two
+       cache lines of padding: sharing a line with fields the loop writes in
+       every round (time_stale, nactive, ...) would move that line between
+       the cores on every post. */
+    char post_gap0[EVLOOP__LINE];
+    unsigned post_tail; /* next position to claim, | EVLOOP__OVERFLOW */
+    int wake_sent;      /* a wakeup is in flight */
+    evloop__slot *ring; /* aligned inside ring_mem; NULL until the first post */
+    void *ring_mem;
+    pthread_mutex_t lock; /* guards posts, owner, in_run, ring_mem */
+    pthread_t owner;      /* thread inside evloop_run, valid if in_run */
+    evloop__post *posts;  /* overflow: posts made while the ring was closed */
+    int nposts, posts_cap;
+    char post_gap1[EVLOOP__LINE];
 #endif
 };
 
@@ -1519,13 +1550,79 @@ static void evloop__wake_fd(int fd)
     (void)r; /* full means a wakeup is pending already */
 }
 
+#ifndef EVLOOP_NO_THREADS
+/* Keeps a rare path out of a hot caller, whose prologue would otherwise save
+   the registers only the rare path needs. */
+#if defined(__GNUC__)
+#define EVLOOP__NOINLINE __attribute__((noinline))
+#else
+#define EVLOOP__NOINLINE
+#endif
+
+/* The posting protocol's atomics. Its wakeup check is a store followed by a
+   load on each side (a poster claims a position, then reads wake_sent; the
+   loop clears wake_sent, then reads the claim counter), which only
+   sequentially consistent operations keep in order. The loads, the ones on
+   the hot paths, compile to plain acquire loads on x86 and ARMv8. Without
+   the GNU builtins the ring is never made: every post takes the lock, and
+   volatile has to do for what the loop reads unlocked. */
+static unsigned evloop__load_sc(const unsigned *p)
+{
+#ifdef EVLOOP__ATOMIC_OK
+    return __atomic_load_n(p, __ATOMIC_SEQ_CST);
+#else
+    return *(const volatile unsigned *)p;
+#endif
+}
+
+static void evloop__store_sc(unsigned *p, unsigned v)
+{
+#ifdef EVLOOP__ATOMIC_OK
+    __atomic_store_n(p, v, __ATOMIC_SEQ_CST);
+#else
+    *(volatile unsigned *)p = v;
+#endif
+}
+
+static int evloop__cas_sc(unsigned *p, unsigned old, unsigned v)
+{
+#ifdef EVLOOP__ATOMIC_OK
+    return __atomic_compare_exchange_n(p, &old, v, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+#else
+    if (*(volatile unsigned *)p != old) return 0;
+    *(volatile unsigned *)p = v;
+    return 1;
+#endif
+}
+
+static int evloop__flag_sc(const int *p)
+{
+#ifdef EVLOOP__ATOMIC_OK
+    return __atomic_load_n(p, __ATOMIC_SEQ_CST);
+#else
+    return *(const volatile int *)p;
+#endif
+}
+
+static int evloop__swap_flag_sc(int *p, int v)
+{
+#ifdef EVLOOP__ATOMIC_OK
+    return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);
+#else
+    int old = *(volatile int *)p;
+    *(volatile int *)p = v;
+    return old;
+#endif
+}
+
 /* A plain load first: in a flood of posts the wakeup is nearly always in
    flight already, and the load spares a locked instruction. */
-EVLOOP__MAYBE_UNUSED static void evloop__wake(evloop *loop)
+static void evloop__wake(evloop *loop)
 {
-    if (!evloop__load(&loop->wake_sent) && !evloop__exchange(&loop->wake_sent, 1))
+    if (!evloop__flag_sc(&loop->wake_sent) && !evloop__swap_flag_sc(&loop->wake_sent, 1))
         evloop__wake_fd(loop->wake_wr);
 }
+#endif
 
 #ifndef EVLOOP_NO_SIGNALS
 static void evloop__sig_dispatch(evloop *loop);
@@ -1543,9 +1640,13 @@ static void evloop__wake_cb(evloop_socket_t fd, short what, void *arg)
     while ((n = read(fd, buf, sizeof buf)) > 0) continue;
 #endif
     (void)n;
+#ifndef EVLOOP_NO_THREADS
     /* Cleared before looking at posts and signals, so anything that arrives
-       after this point writes again and wakes the next wait. */
-    evloop__store(&loop->wake_sent, 0);
+       after this point writes again and wakes the next wait. The loop looks
+       at the posts later in this round (evloop__run_posted, then
+       evloop__posted before it waits). */
+    evloop__swap_flag_sc(&loop->wake_sent, 0);
+#endif
 #ifndef EVLOOP_NO_SIGNALS
     evloop__sig_dispatch(loop);
 #endif
@@ -1851,35 +1952,95 @@ static int evloop__run_active(evloop *loop)
 }
 
 #ifndef EVLOOP_NO_THREADS
+#ifdef EVLOOP__ATOMIC_OK
+static evloop__slot *evloop__ring_get(evloop *loop)
+{
+    return __atomic_load_n(&loop->ring, __ATOMIC_ACQUIRE);
+}
+#endif
+
+/* Anything claimed counts, even a post still being written: the loop must
+   not sleep on it, since its poster may have seen a wakeup in flight. */
 static int evloop__posted(evloop *loop)
 {
-    return evloop__load(&loop->posted);
+    return loop->batch_pos < loop->nbatch || evloop__load_sc(&loop->post_tail) != loop->post_head;
 }
 
-/* Take everything posted so far in one swap of the two buffers, then run it
-   without the lock; a break leaves the rest for the next round. */
-static int evloop__run_posted(evloop *loop)
+static int evloop__run_batch(evloop *loop)
 {
     int ran = 0;
-    if (!evloop__posted(loop)) return 0;
-    if (loop->batch_pos == loop->nbatch) {
-        evloop__post *t;
-        int cap;
-        pthread_mutex_lock(&loop->lock);
-        t = loop->batch, loop->batch = loop->posts, loop->posts = t;
-        cap = loop->batch_cap, loop->batch_cap = loop->posts_cap, loop->posts_cap = cap;
-        loop->nbatch = loop->nposts;
-        loop->nposts = 0;
-        loop->batch_pos = 0;
-        pthread_mutex_unlock(&loop->lock);
-    }
-    loop->time_stale = 1;
     while (loop->batch_pos < loop->nbatch && !evloop__load(&loop->got_break)) {
         evloop__post p = loop->batch[loop->batch_pos++];
         p.fn(p.arg);
         ran++;
     }
-    evloop__add(&loop->posted, -ran); /* once per batch, not per call */
+    return ran;
+}
+
+/* Run the ring's posts up to position `stop`, in order. A slot claimed but
+   not yet written ends the run: its poster is between two instructions, and
+   the next round (which will not wait, see evloop__posted) takes it up. */
+static int evloop__run_ring(evloop *loop, unsigned stop)
+{
+#ifdef EVLOOP__ATOMIC_OK
+    evloop__slot *ring = evloop__ring_get(loop);
+    unsigned head = loop->post_head;
+    int ran = 0;
+    while (head != stop && !evloop__load(&loop->got_break)) {
+        evloop__slot *s = &ring[(head >> 1) & (EVLOOP__RING_SLOTS - 1)];
+        void (*fn)(void *);
+        void *arg;
+        if (__atomic_load_n(&s->seq, __ATOMIC_ACQUIRE) != head + 1) break;
+        fn = s->fn;
+        arg = s->arg;
+        __atomic_store_n(&s->seq, head + 2 * EVLOOP__RING_SLOTS, __ATOMIC_RELEASE);
+        loop->post_head = head += 2;
+        fn(arg);
+        ran++;
+    }
+    return ran;
+#else
+    (void)loop, (void)stop; /* no ring: nothing is ever claimed */
+    return 0;
+#endif
+}
+
+/* The ring closed at the position it had then; everything before it has run.
+   Take the array the posters filled since, and open the ring again in the
+   same critical section, so a thread's posts to the array all come before
+   its next post to the ring. */
+static void evloop__take_overflow(evloop *loop)
+{
+    evloop__post *t;
+    int cap;
+    pthread_mutex_lock(&loop->lock);
+    t = loop->batch, loop->batch = loop->posts, loop->posts = t;
+    cap = loop->batch_cap, loop->batch_cap = loop->posts_cap, loop->posts_cap = cap;
+    loop->nbatch = loop->nposts;
+    loop->nposts = 0;
+    loop->batch_pos = 0;
+    evloop__store_sc(&loop->post_tail, loop->post_head);
+    pthread_mutex_unlock(&loop->lock);
+}
+
+/* Run what was posted before we started, oldest first: what is left of an
+   array taken earlier, then the ring up to where it was, then, once the ring
+   has run dry at the point where it closed, the array. Later posts (also the
+   ones these functions make) wait a round; a break leaves the rest for the
+   next round. */
+static int evloop__run_posted(evloop *loop)
+{
+    unsigned stop = evloop__load_sc(&loop->post_tail);
+    int ran;
+    if (stop == loop->post_head && loop->batch_pos == loop->nbatch) return 0;
+    loop->time_stale = 1;
+    ran = evloop__run_batch(loop);
+    ran += evloop__run_ring(loop, stop & ~EVLOOP__OVERFLOW);
+    if ((stop & EVLOOP__OVERFLOW) && loop->post_head == (stop & ~EVLOOP__OVERFLOW) &&
+        !evloop__load(&loop->got_break)) {
+        evloop__take_overflow(loop);
+        ran += evloop__run_batch(loop);
+    }
     return ran;
 }
 #else
@@ -2044,6 +2205,7 @@ static void evloop__free_tables(evloop *loop)
 #ifndef EVLOOP_NO_THREADS
     EVLOOP_FREE(loop->posts);
     EVLOOP_FREE(loop->batch);
+    EVLOOP_FREE(loop->ring_mem);
 #endif
 }
 
@@ -2170,7 +2332,9 @@ EVLOOP__API int evloop_reinit(evloop *loop)
 #endif
 #ifdef EVLOOP__HAVE_WAKE
     evloop__wake_close(loop);
+#ifndef EVLOOP_NO_THREADS
     loop->wake_sent = 0;
+#endif
     if (evloop__wake_open(loop) < 0) return -1;
 #endif
 #ifndef EVLOOP_NO_SIGNALS
@@ -2416,28 +2580,121 @@ EVLOOP__API void evloop_dump_events(evloop *loop, FILE *out)
 #endif
 
 #ifndef EVLOOP_NO_THREADS
-EVLOOP__API int evloop_post(evloop *loop, void (*fn)(void *arg), void *arg)
+#ifdef EVLOOP__ATOMIC_OK
+/* How far slot `t`'s turn is ahead of position t: 0 free for it, > 0 taken
+   by another thread since t was read, < 0 still holding the last lap's post. */
+static int evloop__slot_lag(evloop__slot *s, unsigned t)
+{
+    return (int)(__atomic_load_n(&s->seq, __ATOMIC_ACQUIRE) - t);
+}
+#endif
+
+/* Claim the ring's next position and fill its slot: one compare-and-swap,
+   on a cache line the loop reads once a round. 0: no room, or the ring is
+   closed or not there yet. */
+static int evloop__ring_push(evloop *loop, void (*fn)(void *), void *arg)
+{
+#ifdef EVLOOP__ATOMIC_OK
+    evloop__slot *ring = evloop__ring_get(loop), *s;
+    unsigned t;
+    if (!ring) return 0;
+    for (;;) {
+        int lag;
+        t = evloop__load_sc(&loop->post_tail);
+        if (t & EVLOOP__OVERFLOW) return 0;
+        s = &ring[(t >> 1) & (EVLOOP__RING_SLOTS - 1)];
+        lag = evloop__slot_lag(s, t);
+        if (lag < 0) return 0;
+        if (lag == 0 && evloop__cas_sc(&loop->post_tail, t, t + 2)) break;
+    }
+    s->fn = fn;
+    s->arg = arg;
+    __atomic_store_n(&s->seq, t + 1, __ATOMIC_RELEASE);
+    return 1;
+#else
+    (void)loop, (void)fn, (void)arg;
+    return 0;
+#endif
+}
+
+/* Whether the ring (made here on the first post, so that a loop nobody posts
+   to spends no memory on it) has room at position t. Called with the lock
+   held and the ring open; without memory the posts use the array. */
+static int evloop__ring_room(evloop *loop, unsigned t)
+{
+#ifdef EVLOOP__ATOMIC_OK
+    size_t size = EVLOOP__RING_SLOTS * sizeof(evloop__slot);
+    evloop__slot *ring;
+    unsigned i;
+    if (loop->ring_mem)
+        return evloop__slot_lag(&loop->ring[(t >> 1) & (EVLOOP__RING_SLOTS - 1)], t) >= 0;
+    if (!(loop->ring_mem = EVLOOP_MALLOC(size + EVLOOP__LINE))) return 0;
+    ring = (evloop__slot *)(((uintptr_t)loop->ring_mem + EVLOOP__LINE - 1) &
+                            ~(uintptr_t)(EVLOOP__LINE - 1));
+    memset(ring, 0, size);
+    /* No thread claims before the ring is there, so t stays put meanwhile. */
+    for (i = 0; i < EVLOOP__RING_SLOTS; i++)
+        ring[((t >> 1) + i) & (EVLOOP__RING_SLOTS - 1)].seq = t + 2 * i;
+    __atomic_store_n(&loop->ring, ring, __ATOMIC_RELEASE);
+    return 1;
+#else
+    (void)loop, (void)t;
+    return 0;
+#endif
+}
+
+/* The slow path: the ring was full, closed or not there. Closing it is the
+   same compare-and-swap that claims, so each claim comes before or after
+   the close, and the loop runs the array only after the ring has run up to
+   where it closed. 1: posted; 0: the ring has room, try it again; -1: out of
+   memory. */
+static EVLOOP__NOINLINE int evloop__overflow_push(evloop *loop, void (*fn)(void *), void *arg)
+{
+    int rc = -1;
+    pthread_mutex_lock(&loop->lock);
+    for (;;) {
+        unsigned t = evloop__load_sc(&loop->post_tail);
+        if (!(t & EVLOOP__OVERFLOW) && evloop__ring_room(loop, t)) {
+            rc = 0;
+            break;
+        }
+        if (loop->nposts == loop->posts_cap) {
+            void *p =
+                evloop__grow(loop->posts, &loop->posts_cap, loop->nposts + 1, sizeof *loop->posts);
+            if (!p) break;
+            loop->posts = (evloop__post *)p;
+        }
+        if ((t & EVLOOP__OVERFLOW) || evloop__cas_sc(&loop->post_tail, t, t | EVLOOP__OVERFLOW)) {
+            loop->posts[loop->nposts].fn = fn;
+            loop->posts[loop->nposts].arg = arg;
+            loop->nposts++;
+            rc = 1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&loop->lock);
+    return rc;
+}
+
+/* Wake the loop unless a wakeup is in flight or we are its thread, in a
+   callback: it looks at the posts before it waits again. */
+static EVLOOP__NOINLINE void evloop__post_wake(evloop *loop)
 {
     int own_thread;
-    if (!loop || !fn) return evloop__fail(EINVAL);
     pthread_mutex_lock(&loop->lock);
-    if (loop->nposts == loop->posts_cap) {
-        void *p =
-            evloop__grow(loop->posts, &loop->posts_cap, loop->nposts + 1, sizeof *loop->posts);
-        if (!p) {
-            pthread_mutex_unlock(&loop->lock);
-            return -1;
-        }
-        loop->posts = (evloop__post *)p;
-    }
-    loop->posts[loop->nposts].fn = fn;
-    loop->posts[loop->nposts].arg = arg;
-    loop->nposts++;
-    evloop__add(&loop->posted, 1);
     own_thread = loop->in_run && pthread_equal(loop->owner, pthread_self());
     pthread_mutex_unlock(&loop->lock);
-    /* From the loop's own thread the next round sees it without a wakeup. */
     if (!own_thread) evloop__wake(loop);
+}
+
+EVLOOP__API int evloop_post(evloop *loop, void (*fn)(void *arg), void *arg)
+{
+    int rc = 0;
+    if (!loop || !fn) return evloop__fail(EINVAL);
+    while (!evloop__ring_push(loop, fn, arg) && !(rc = evloop__overflow_push(loop, fn, arg)))
+        continue;
+    if (rc < 0) return -1;
+    if (!evloop__flag_sc(&loop->wake_sent)) evloop__post_wake(loop);
     return 0;
 }
 #endif
