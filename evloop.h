@@ -235,7 +235,9 @@ EVLOOP_DEF int evloop_foreach_event(evloop *loop, evloop_foreach_cb fn, void *ar
 EVLOOP_DEF void evloop_dump_events(evloop *loop, FILE *out); /* one line an event */
 #endif
 #ifndef EVLOOP_NO_THREADS
-/* Run fn(arg) on the loop's thread soon, in FIFO order. Thread-safe. */
+/* Run fn(arg) on the loop's thread soon; each thread's posts run in the order
+   posted. Thread-safe; lock-free while fewer than 1024 posts wait, then
+   through a locked queue (after yielding the CPU once, for the loop). */
 EVLOOP_DEF int evloop_post(evloop *loop, void (*fn)(void *arg), void *arg);
 #endif
 
@@ -484,6 +486,7 @@ EVLOOP_DEF int evloop_socketpair(int family, int type, int protocol, evloop_sock
 #endif
 #ifndef EVLOOP_NO_THREADS
 #include <pthread.h>
+#include <sched.h>
 #endif
 #ifndef EVLOOP_NO_SIGNALS
 #if defined(NSIG)
@@ -1615,12 +1618,27 @@ static int evloop__swap_flag_sc(int *p, int v)
 #endif
 }
 
-/* A plain load first: in a flood of posts the wakeup is nearly always in
-   flight already, and the load spares a locked instruction. */
+static int evloop__cas_flag_sc(int *p, int old, int v)
+{
+#ifdef EVLOOP__ATOMIC_OK
+    return __atomic_compare_exchange_n(p, &old, v, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+#else
+    if (*(volatile int *)p != old) return 0;
+    *(volatile int *)p = v;
+    return 1;
+#endif
+}
+
+/* wake_sent: 0 none, 1 a thread is writing the wakeup, 2 written. A plain
+   load first: in a flood of posts the wakeup is nearly always in flight
+   already, and the load spares a locked instruction. The step to 2 fails
+   harmlessly if the loop has cleared the flag meanwhile. */
 static void evloop__wake(evloop *loop)
 {
-    if (!evloop__flag_sc(&loop->wake_sent) && !evloop__swap_flag_sc(&loop->wake_sent, 1))
+    if (!evloop__flag_sc(&loop->wake_sent) && !evloop__swap_flag_sc(&loop->wake_sent, 1)) {
         evloop__wake_fd(loop->wake_wr);
+        evloop__cas_flag_sc(&loop->wake_sent, 1, 2);
+    }
 }
 #endif
 
@@ -1641,6 +1659,11 @@ static void evloop__wake_cb(evloop_socket_t fd, short what, void *arg)
 #endif
     (void)n;
 #ifndef EVLOOP_NO_THREADS
+    /* A poster still between its write and the step to 2 was most likely
+       preempted by our wakeup, on the CPU we now run on. Running its one post
+       and sleeping again would repeat that for every post or so; letting it
+       go on first makes the next round take a full batch instead. */
+    if (evloop__flag_sc(&loop->wake_sent) == 1) sched_yield();
     /* Cleared before looking at posts and signals, so anything that arrives
        after this point writes again and wakes the next wait. The loop looks
        at the posts later in this round (evloop__run_posted, then
@@ -2023,6 +2046,33 @@ static void evloop__take_overflow(evloop *loop)
     pthread_mutex_unlock(&loop->lock);
 }
 
+#ifdef EVLOOP__ATOMIC_OK
+static void evloop__post_nothing(void *arg)
+{
+    (void)arg;
+}
+#endif
+
+/* In a forked child only this thread is left: a post that another thread
+   was writing at the fork will never be finished, and the loop would not
+   sleep again waiting for it. It becomes a call that does nothing. */
+static void evloop__posts_after_fork(evloop *loop)
+{
+#ifdef EVLOOP__ATOMIC_OK
+    unsigned pos, tail = loop->post_tail & ~EVLOOP__OVERFLOW;
+    if (!loop->ring) return;
+    for (pos = loop->post_head; pos != tail; pos += 2) {
+        evloop__slot *s = &loop->ring[(pos >> 1) & (EVLOOP__RING_SLOTS - 1)];
+        if (s->seq == pos + 1) continue;
+        s->fn = evloop__post_nothing;
+        s->arg = NULL;
+        s->seq = pos + 1;
+    }
+#else
+    (void)loop;
+#endif
+}
+
 /* Run what was posted before we started, oldest first: what is left of an
    array taken earlier, then the ring up to where it was, then, once the ring
    has run dry at the point where it closed, the array. Later posts (also the
@@ -2329,6 +2379,7 @@ EVLOOP__API int evloop_reinit(evloop *loop)
     loop->nchanges = 0;
 #ifndef EVLOOP_NO_THREADS
     pthread_mutex_init(&loop->lock, NULL); /* another thread may have held it at fork */
+    evloop__posts_after_fork(loop);
 #endif
 #ifdef EVLOOP__HAVE_WAKE
     evloop__wake_close(loop);
@@ -2592,7 +2643,7 @@ static int evloop__slot_lag(evloop__slot *s, unsigned t)
 /* Claim the ring's next position and fill its slot: one compare-and-swap,
    on a cache line the loop reads once a round. 0: no room, or the ring is
    closed or not there yet. */
-static int evloop__ring_push(evloop *loop, void (*fn)(void *), void *arg)
+static inline int evloop__ring_push(evloop *loop, void (*fn)(void *), void *arg)
 {
 #ifdef EVLOOP__ATOMIC_OK
     evloop__slot *ring = evloop__ring_get(loop), *s;
@@ -2648,7 +2699,7 @@ static int evloop__ring_room(evloop *loop, unsigned t)
    the close, and the loop runs the array only after the ring has run up to
    where it closed. 1: posted; 0: the ring has room, try it again; -1: out of
    memory. */
-static EVLOOP__NOINLINE int evloop__overflow_push(evloop *loop, void (*fn)(void *), void *arg)
+static int evloop__overflow_push(evloop *loop, void (*fn)(void *), void *arg)
 {
     int rc = -1;
     pthread_mutex_lock(&loop->lock);
@@ -2678,24 +2729,49 @@ static EVLOOP__NOINLINE int evloop__overflow_push(evloop *loop, void (*fn)(void 
 
 /* Wake the loop unless a wakeup is in flight or we are its thread, in a
    callback: it looks at the posts before it waits again. */
-static EVLOOP__NOINLINE void evloop__post_wake(evloop *loop)
+static EVLOOP__NOINLINE int evloop__post_wake(evloop *loop)
 {
     int own_thread;
     pthread_mutex_lock(&loop->lock);
     own_thread = loop->in_run && pthread_equal(loop->owner, pthread_self());
     pthread_mutex_unlock(&loop->lock);
     if (!own_thread) evloop__wake(loop);
+    return 0;
 }
 
+/* The ring is there and open, so the fast path found it full: the loop is
+   behind. When it shares this CPU (a busy machine), giving the CPU up once
+   lets it catch up, and the post still takes the ring instead of the array
+   (which grows, page by page, when the loop cannot run). When it runs on
+   another CPU, this costs one system call each time the ring fills. */
+static int evloop__yield_if_full(evloop *loop)
+{
+#ifdef EVLOOP__ATOMIC_OK
+    if (!evloop__ring_get(loop) || (evloop__load_sc(&loop->post_tail) & EVLOOP__OVERFLOW)) return 0;
+    sched_yield();
+    return 1;
+#else
+    (void)loop;
+    return 0;
+#endif
+}
+
+static EVLOOP__NOINLINE int evloop__post_slow(evloop *loop, void (*fn)(void *), void *arg)
+{
+    int rc = evloop__yield_if_full(loop) ? evloop__ring_push(loop, fn, arg) : 0;
+    while (!rc && !(rc = evloop__overflow_push(loop, fn, arg)))
+        rc = evloop__ring_push(loop, fn, arg);
+    if (rc < 0) return -1;
+    return evloop__flag_sc(&loop->wake_sent) ? 0 : evloop__post_wake(loop);
+}
+
+/* The fast path keeps to the ring and tail-calls everything else, so it
+   saves no registers. */
 EVLOOP__API int evloop_post(evloop *loop, void (*fn)(void *arg), void *arg)
 {
-    int rc = 0;
     if (!loop || !fn) return evloop__fail(EINVAL);
-    while (!evloop__ring_push(loop, fn, arg) && !(rc = evloop__overflow_push(loop, fn, arg)))
-        continue;
-    if (rc < 0) return -1;
-    if (!evloop__flag_sc(&loop->wake_sent)) evloop__post_wake(loop);
-    return 0;
+    if (!evloop__ring_push(loop, fn, arg)) return evloop__post_slow(loop, fn, arg);
+    return evloop__flag_sc(&loop->wake_sent) ? 0 : evloop__post_wake(loop);
 }
 #endif
 

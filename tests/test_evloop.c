@@ -3540,6 +3540,29 @@ TEST(post_reposted_from_its_function_waits_a_round)
     evloop_free(loop); /* the one still posted is dropped */
 }
 
+/* White-box: a fork while another thread is between claiming a ring slot
+   and filling it leaves the child a claim nobody will finish. evloop_reinit
+   turns it into a call that does nothing, so the child's loop runs past it
+   and can sleep (or, here, end) instead of waiting for it forever. (Without
+   the GNU atomics there is no ring.) */
+#ifdef EVLOOP__ATOMIC_OK
+TEST(post_reinit_skips_a_post_left_half_done_at_fork)
+{
+    int expect[] = {7};
+    g_loop = new_loop();
+    CHECK_EQ_INT(evloop_post(g_loop, post_log_fn, (void *)(intptr_t)7), 0);
+    REQUIRE(g_loop->ring != NULL);
+    g_loop->post_tail += 2; /* claimed, never written */
+    CHECK_EQ_INT(evloop_reinit(g_loop), 0);
+    CHECK_EQ_INT(evloop_run(g_loop, 0), 1);
+    check_order(expect, 1, "the real post ran, the half-done one was skipped");
+    CHECK_EQ_INT(evloop_post(g_loop, post_log_fn, (void *)(intptr_t)8), 0);
+    CHECK_EQ_INT(evloop_run(g_loop, 0), 1);
+    CHECK_EQ_INT(order_n, 2);
+    evloop_free(g_loop);
+}
+#endif
+
 /* Several threads post while the loop is made slow now and then, so the
    ring fills up and the posts go on through the array; the loop's own
    thread posts too (tag POST_THREADS). Each thread's posts run in order. */
@@ -4545,6 +4568,9 @@ static const harness_test tests[] = {
     HARNESS_TEST(post_steady_state_allocates_nothing),
     HARNESS_TEST(post_out_of_memory_then_recovers_in_order),
     HARNESS_TEST(post_reposted_from_its_function_waits_a_round),
+#ifdef EVLOOP__ATOMIC_OK
+    HARNESS_TEST(post_reinit_skips_a_post_left_half_done_at_fork),
+#endif
     HARNESS_TEST(post_flood_from_threads_and_loop_thread_fifo),
     HARNESS_TEST(fd_closed_and_reopened_as_same_number),
     HARNESS_TEST(internal_fds_do_not_leak_across_exec),
