@@ -236,7 +236,9 @@ EVLOOP_DEF int evloop_foreach_event(evloop *loop, evloop_foreach_cb fn, void *ar
 EVLOOP_DEF void evloop_dump_events(evloop *loop, FILE *out); /* one line an event */
 #endif
 #ifndef EVLOOP_NO_THREADS
-/* Run fn(arg) on the loop's thread soon, in FIFO order. Thread-safe. */
+/* Run fn(arg) on the loop's thread soon; each thread's posts run in the order
+   posted. Thread-safe; lock-free while fewer than 1024 posts wait, then
+   through a locked queue (after yielding the CPU once, for the loop). */
 EVLOOP_DEF int evloop_post(evloop *loop, void (*fn)(void *arg), void *arg);
 #endif
 
@@ -485,6 +487,7 @@ EVLOOP_DEF int evloop_socketpair(int family, int type, int protocol, evloop_sock
 #endif
 #ifndef EVLOOP_NO_THREADS
 #include <pthread.h>
+#include <sched.h>
 #endif
 #ifndef EVLOOP_NO_SIGNALS
 #if defined(NSIG)
@@ -586,6 +589,25 @@ typedef struct evloop__post {
     void (*fn)(void *);
     void *arg;
 } evloop__post;
+
+/* Posting goes through a ring of EVLOOP__RING_SLOTS slots (a power of two)
+   while it has room, and through a growable array under the lock when it is
+   full. Positions count in steps of 2, so bit 0 of the claim counter is free
+   to say "the ring is closed: post to the array". */
+#define EVLOOP__RING_SLOTS 1024
+#define EVLOOP__OVERFLOW   1u
+#define EVLOOP__LINE       64 /* cache line size, for padding */
+
+/* A slot's seq says whose turn it is: position p may claim it when seq == p,
+   and it holds p's post when seq == p + 1. The loop hands it to the next lap
+   with seq = p + 2 * EVLOOP__RING_SLOTS. Padded to 32 bytes so that, with the
+   ring aligned, no slot spans two cache lines. */
+typedef struct evloop__slot {
+    void (*fn)(void *);
+    void *arg;
+    unsigned seq;
+    char spare[32 - sizeof(void (*)(void *)) - sizeof(void *) - sizeof(unsigned)];
+} evloop__slot;
 #endif
 
 /*== BACKEND STATE ==*/
@@ -642,7 +664,6 @@ struct evloop {
     unsigned char in_run, wall_ok, time_stale;
     int got_exit, got_break; /* written from other threads: atomics */
     int wake_rd, wake_wr;    /* wakeup descriptor(s); equal for an eventfd */
-    int wake_sent;           /* a wakeup is in flight */
     evloop_event wake_ev, exit_ev;
     evloop__backend be;
 #ifndef EVLOOP_NO_SIGNALS
@@ -650,12 +671,25 @@ struct evloop {
     int nsigs;
 #endif
 #ifndef EVLOOP_NO_THREADS
-    pthread_mutex_t lock; /* guards posts, owner */
-    pthread_t owner;      /* thread inside evloop_run, valid if in_run */
-    evloop__post *posts, *batch;
-    int nposts, posts_cap, nbatch, batch_pos, batch_cap;
-    int posted; /* nposts + unprocessed batch, read without the lock */
+    /* The loop's side of posting: only its thread touches these. */
+    unsigned post_head;  /* next ring position to run */
+    evloop__post *batch; /* overflow taken from the posters, being run */
+    int nbatch, batch_pos, batch_cap;
     int64_t exit_delay;
+    /* The posters' side. Every post writes here, so it sits between two
+       cache lines of padding: sharing a line with fields the loop writes in
+       every round (time_stale, nactive, ...) would move that line between
+       the cores on every post. */
+    char post_gap0[EVLOOP__LINE];
+    unsigned post_tail; /* next position to claim, | EVLOOP__OVERFLOW */
+    int wake_sent;      /* a wakeup is in flight */
+    evloop__slot *ring; /* aligned inside ring_mem; NULL until the first post */
+    void *ring_mem;
+    pthread_mutex_t lock; /* guards posts, owner, in_run, ring_mem */
+    pthread_t owner;      /* thread inside evloop_run, valid if in_run */
+    evloop__post *posts;  /* overflow: posts made while the ring was closed */
+    int nposts, posts_cap;
+    char post_gap1[EVLOOP__LINE];
 #endif
 };
 
@@ -1573,13 +1607,94 @@ static void evloop__wake_fd(int fd)
     (void)r; /* full means a wakeup is pending already */
 }
 
-/* A plain load first: in a flood of posts the wakeup is nearly always in
-   flight already, and the load spares a locked instruction. */
-EVLOOP__MAYBE_UNUSED static void evloop__wake(evloop *loop)
+#ifndef EVLOOP_NO_THREADS
+/* Keeps a rare path out of a hot caller, whose prologue would otherwise save
+   the registers only the rare path needs. */
+#if defined(__GNUC__)
+#define EVLOOP__NOINLINE __attribute__((noinline))
+#else
+#define EVLOOP__NOINLINE
+#endif
+
+/* The posting protocol's atomics. Its wakeup check is a store followed by a
+   load on each side (a poster claims a position, then reads wake_sent; the
+   loop clears wake_sent, then reads the claim counter), which only
+   sequentially consistent operations keep in order. The loads, the ones on
+   the hot paths, compile to plain acquire loads on x86 and ARMv8. Without
+   the GNU builtins the ring is never made: every post takes the lock, and
+   volatile has to do for what the loop reads unlocked. */
+static unsigned evloop__load_sc(const unsigned *p)
 {
-    if (!evloop__load(&loop->wake_sent) && !evloop__exchange(&loop->wake_sent, 1))
-        evloop__wake_fd(loop->wake_wr);
+#ifdef EVLOOP__ATOMIC_OK
+    return __atomic_load_n(p, __ATOMIC_SEQ_CST);
+#else
+    return *(const volatile unsigned *)p;
+#endif
 }
+
+static void evloop__store_sc(unsigned *p, unsigned v)
+{
+#ifdef EVLOOP__ATOMIC_OK
+    __atomic_store_n(p, v, __ATOMIC_SEQ_CST);
+#else
+    *(volatile unsigned *)p = v;
+#endif
+}
+
+static int evloop__cas_sc(unsigned *p, unsigned old, unsigned v)
+{
+#ifdef EVLOOP__ATOMIC_OK
+    return __atomic_compare_exchange_n(p, &old, v, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+#else
+    if (*(volatile unsigned *)p != old) return 0;
+    *(volatile unsigned *)p = v;
+    return 1;
+#endif
+}
+
+static int evloop__flag_sc(const int *p)
+{
+#ifdef EVLOOP__ATOMIC_OK
+    return __atomic_load_n(p, __ATOMIC_SEQ_CST);
+#else
+    return *(const volatile int *)p;
+#endif
+}
+
+static int evloop__swap_flag_sc(int *p, int v)
+{
+#ifdef EVLOOP__ATOMIC_OK
+    return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);
+#else
+    int old = *(volatile int *)p;
+    *(volatile int *)p = v;
+    return old;
+#endif
+}
+
+static int evloop__cas_flag_sc(int *p, int old, int v)
+{
+#ifdef EVLOOP__ATOMIC_OK
+    return __atomic_compare_exchange_n(p, &old, v, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+#else
+    if (*(volatile int *)p != old) return 0;
+    *(volatile int *)p = v;
+    return 1;
+#endif
+}
+
+/* wake_sent: 0 none, 1 a thread is writing the wakeup, 2 written. A plain
+   load first: in a flood of posts the wakeup is nearly always in flight
+   already, and the load spares a locked instruction. The step to 2 fails
+   harmlessly if the loop has cleared the flag meanwhile. */
+static void evloop__wake(evloop *loop)
+{
+    if (!evloop__flag_sc(&loop->wake_sent) && !evloop__swap_flag_sc(&loop->wake_sent, 1)) {
+        evloop__wake_fd(loop->wake_wr);
+        evloop__cas_flag_sc(&loop->wake_sent, 1, 2);
+    }
+}
+#endif
 
 #ifndef EVLOOP_NO_SIGNALS
 static void evloop__sig_dispatch(evloop *loop);
@@ -1597,9 +1712,18 @@ static void evloop__wake_cb(evloop_socket_t fd, short what, void *arg)
     while ((n = read(fd, buf, sizeof buf)) > 0) continue;
 #endif
     (void)n;
+#ifndef EVLOOP_NO_THREADS
+    /* A poster still between its write and the step to 2 was most likely
+       preempted by our wakeup, on the CPU we now run on. Running its one post
+       and sleeping again would repeat that for every post or so; letting it
+       go on first makes the next round take a full batch instead. */
+    if (evloop__flag_sc(&loop->wake_sent) == 1) sched_yield();
     /* Cleared before looking at posts and signals, so anything that arrives
-       after this point writes again and wakes the next wait. */
-    evloop__store(&loop->wake_sent, 0);
+       after this point writes again and wakes the next wait. The loop looks
+       at the posts later in this round (evloop__run_posted, then
+       evloop__posted before it waits). */
+    evloop__swap_flag_sc(&loop->wake_sent, 0);
+#endif
 #ifndef EVLOOP_NO_SIGNALS
     evloop__sig_dispatch(loop);
 #endif
@@ -1905,35 +2029,122 @@ static int evloop__run_active(evloop *loop)
 }
 
 #ifndef EVLOOP_NO_THREADS
+#ifdef EVLOOP__ATOMIC_OK
+static evloop__slot *evloop__ring_get(evloop *loop)
+{
+    return __atomic_load_n(&loop->ring, __ATOMIC_ACQUIRE);
+}
+#endif
+
+/* Anything claimed counts, even a post still being written: the loop must
+   not sleep on it, since its poster may have seen a wakeup in flight. */
 static int evloop__posted(evloop *loop)
 {
-    return evloop__load(&loop->posted);
+    return loop->batch_pos < loop->nbatch || evloop__load_sc(&loop->post_tail) != loop->post_head;
 }
 
-/* Take everything posted so far in one swap of the two buffers, then run it
-   without the lock; a break leaves the rest for the next round. */
-static int evloop__run_posted(evloop *loop)
+static int evloop__run_batch(evloop *loop)
 {
     int ran = 0;
-    if (!evloop__posted(loop)) return 0;
-    if (loop->batch_pos == loop->nbatch) {
-        evloop__post *t;
-        int cap;
-        pthread_mutex_lock(&loop->lock);
-        t = loop->batch, loop->batch = loop->posts, loop->posts = t;
-        cap = loop->batch_cap, loop->batch_cap = loop->posts_cap, loop->posts_cap = cap;
-        loop->nbatch = loop->nposts;
-        loop->nposts = 0;
-        loop->batch_pos = 0;
-        pthread_mutex_unlock(&loop->lock);
-    }
-    loop->time_stale = 1;
     while (loop->batch_pos < loop->nbatch && !evloop__load(&loop->got_break)) {
         evloop__post p = loop->batch[loop->batch_pos++];
         p.fn(p.arg);
         ran++;
     }
-    evloop__add(&loop->posted, -ran); /* once per batch, not per call */
+    return ran;
+}
+
+/* Run the ring's posts up to position `stop`, in order. A slot claimed but
+   not yet written ends the run: its poster is between two instructions, and
+   the next round (which will not wait, see evloop__posted) takes it up. */
+static int evloop__run_ring(evloop *loop, unsigned stop)
+{
+#ifdef EVLOOP__ATOMIC_OK
+    evloop__slot *ring = evloop__ring_get(loop);
+    unsigned head = loop->post_head;
+    int ran = 0;
+    while (head != stop && !evloop__load(&loop->got_break)) {
+        evloop__slot *s = &ring[(head >> 1) & (EVLOOP__RING_SLOTS - 1)];
+        void (*fn)(void *);
+        void *arg;
+        if (__atomic_load_n(&s->seq, __ATOMIC_ACQUIRE) != head + 1) break;
+        fn = s->fn;
+        arg = s->arg;
+        __atomic_store_n(&s->seq, head + 2 * EVLOOP__RING_SLOTS, __ATOMIC_RELEASE);
+        loop->post_head = head += 2;
+        fn(arg);
+        ran++;
+    }
+    return ran;
+#else
+    (void)loop, (void)stop; /* no ring: nothing is ever claimed */
+    return 0;
+#endif
+}
+
+/* The ring closed at the position it had then; everything before it has run.
+   Take the array the posters filled since, and open the ring again in the
+   same critical section, so a thread's posts to the array all come before
+   its next post to the ring. */
+static void evloop__take_overflow(evloop *loop)
+{
+    evloop__post *t;
+    int cap;
+    pthread_mutex_lock(&loop->lock);
+    t = loop->batch, loop->batch = loop->posts, loop->posts = t;
+    cap = loop->batch_cap, loop->batch_cap = loop->posts_cap, loop->posts_cap = cap;
+    loop->nbatch = loop->nposts;
+    loop->nposts = 0;
+    loop->batch_pos = 0;
+    evloop__store_sc(&loop->post_tail, loop->post_head);
+    pthread_mutex_unlock(&loop->lock);
+}
+
+#ifdef EVLOOP__ATOMIC_OK
+static void evloop__post_nothing(void *arg)
+{
+    (void)arg;
+}
+#endif
+
+/* In a forked child only this thread is left: a post that another thread
+   was writing at the fork will never be finished, and the loop would not
+   sleep again waiting for it. It becomes a call that does nothing. */
+static void evloop__posts_after_fork(evloop *loop)
+{
+#ifdef EVLOOP__ATOMIC_OK
+    unsigned pos, tail = loop->post_tail & ~EVLOOP__OVERFLOW;
+    if (!loop->ring) return;
+    for (pos = loop->post_head; pos != tail; pos += 2) {
+        evloop__slot *s = &loop->ring[(pos >> 1) & (EVLOOP__RING_SLOTS - 1)];
+        if (s->seq == pos + 1) continue;
+        s->fn = evloop__post_nothing;
+        s->arg = NULL;
+        s->seq = pos + 1;
+    }
+#else
+    (void)loop;
+#endif
+}
+
+/* Run what was posted before we started, oldest first: what is left of an
+   array taken earlier, then the ring up to where it was, then, once the ring
+   has run dry at the point where it closed, the array. Later posts (also the
+   ones these functions make) wait a round; a break leaves the rest for the
+   next round. */
+static int evloop__run_posted(evloop *loop)
+{
+    unsigned stop = evloop__load_sc(&loop->post_tail);
+    int ran;
+    if (stop == loop->post_head && loop->batch_pos == loop->nbatch) return 0;
+    loop->time_stale = 1;
+    ran = evloop__run_batch(loop);
+    ran += evloop__run_ring(loop, stop & ~EVLOOP__OVERFLOW);
+    if ((stop & EVLOOP__OVERFLOW) && loop->post_head == (stop & ~EVLOOP__OVERFLOW) &&
+        !evloop__load(&loop->got_break)) {
+        evloop__take_overflow(loop);
+        ran += evloop__run_batch(loop);
+    }
     return ran;
 }
 #else
@@ -2098,6 +2309,7 @@ static void evloop__free_tables(evloop *loop)
 #ifndef EVLOOP_NO_THREADS
     EVLOOP_FREE(loop->posts);
     EVLOOP_FREE(loop->batch);
+    EVLOOP_FREE(loop->ring_mem);
 #endif
 }
 
@@ -2221,10 +2433,13 @@ EVLOOP__API int evloop_reinit(evloop *loop)
     loop->nchanges = 0;
 #ifndef EVLOOP_NO_THREADS
     pthread_mutex_init(&loop->lock, NULL); /* another thread may have held it at fork */
+    evloop__posts_after_fork(loop);
 #endif
 #ifdef EVLOOP__HAVE_WAKE
     evloop__wake_close(loop);
+#ifndef EVLOOP_NO_THREADS
     loop->wake_sent = 0;
+#endif
     if (evloop__wake_open(loop) < 0) return -1;
 #endif
 #ifndef EVLOOP_NO_SIGNALS
@@ -2470,29 +2685,147 @@ EVLOOP__API void evloop_dump_events(evloop *loop, FILE *out)
 #endif
 
 #ifndef EVLOOP_NO_THREADS
-EVLOOP__API int evloop_post(evloop *loop, void (*fn)(void *arg), void *arg)
+#ifdef EVLOOP__ATOMIC_OK
+/* How far slot `t`'s turn is ahead of position t: 0 free for it, > 0 taken
+   by another thread since t was read, < 0 still holding the last lap's post. */
+static int evloop__slot_lag(evloop__slot *s, unsigned t)
+{
+    return (int)(__atomic_load_n(&s->seq, __ATOMIC_ACQUIRE) - t);
+}
+#endif
+
+/* Claim the ring's next position and fill its slot: one compare-and-swap,
+   on a cache line the loop reads once a round. 0: no room, or the ring is
+   closed or not there yet. */
+static inline int evloop__ring_push(evloop *loop, void (*fn)(void *), void *arg)
+{
+#ifdef EVLOOP__ATOMIC_OK
+    evloop__slot *ring = evloop__ring_get(loop), *s;
+    unsigned t;
+    if (!ring) return 0;
+    for (;;) {
+        int lag;
+        t = evloop__load_sc(&loop->post_tail);
+        if (t & EVLOOP__OVERFLOW) return 0;
+        s = &ring[(t >> 1) & (EVLOOP__RING_SLOTS - 1)];
+        lag = evloop__slot_lag(s, t);
+        if (lag < 0) return 0;
+        if (lag == 0 && evloop__cas_sc(&loop->post_tail, t, t + 2)) break;
+    }
+    s->fn = fn;
+    s->arg = arg;
+    __atomic_store_n(&s->seq, t + 1, __ATOMIC_RELEASE);
+    return 1;
+#else
+    (void)loop, (void)fn, (void)arg;
+    return 0;
+#endif
+}
+
+/* Whether the ring (made here on the first post, so that a loop nobody posts
+   to spends no memory on it) has room at position t. Called with the lock
+   held and the ring open; without memory the posts use the array. */
+static int evloop__ring_room(evloop *loop, unsigned t)
+{
+#ifdef EVLOOP__ATOMIC_OK
+    size_t size = EVLOOP__RING_SLOTS * sizeof(evloop__slot);
+    evloop__slot *ring;
+    unsigned i;
+    if (loop->ring_mem)
+        return evloop__slot_lag(&loop->ring[(t >> 1) & (EVLOOP__RING_SLOTS - 1)], t) >= 0;
+    if (!(loop->ring_mem = EVLOOP_MALLOC(size + EVLOOP__LINE))) return 0;
+    ring = (evloop__slot *)(((uintptr_t)loop->ring_mem + EVLOOP__LINE - 1) &
+                            ~(uintptr_t)(EVLOOP__LINE - 1));
+    memset(ring, 0, size);
+    /* No thread claims before the ring is there, so t stays put meanwhile. */
+    for (i = 0; i < EVLOOP__RING_SLOTS; i++)
+        ring[((t >> 1) + i) & (EVLOOP__RING_SLOTS - 1)].seq = t + 2 * i;
+    __atomic_store_n(&loop->ring, ring, __ATOMIC_RELEASE);
+    return 1;
+#else
+    (void)loop, (void)t;
+    return 0;
+#endif
+}
+
+/* The slow path: the ring was full, closed or not there. Closing it is the
+   same compare-and-swap that claims, so each claim comes before or after
+   the close, and the loop runs the array only after the ring has run up to
+   where it closed. 1: posted; 0: the ring has room, try it again; -1: out of
+   memory. */
+static int evloop__overflow_push(evloop *loop, void (*fn)(void *), void *arg)
+{
+    int rc = -1;
+    pthread_mutex_lock(&loop->lock);
+    for (;;) {
+        unsigned t = evloop__load_sc(&loop->post_tail);
+        if (!(t & EVLOOP__OVERFLOW) && evloop__ring_room(loop, t)) {
+            rc = 0;
+            break;
+        }
+        if (loop->nposts == loop->posts_cap) {
+            void *p =
+                evloop__grow(loop->posts, &loop->posts_cap, loop->nposts + 1, sizeof *loop->posts);
+            if (!p) break;
+            loop->posts = (evloop__post *)p;
+        }
+        if ((t & EVLOOP__OVERFLOW) || evloop__cas_sc(&loop->post_tail, t, t | EVLOOP__OVERFLOW)) {
+            loop->posts[loop->nposts].fn = fn;
+            loop->posts[loop->nposts].arg = arg;
+            loop->nposts++;
+            rc = 1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&loop->lock);
+    return rc;
+}
+
+/* Wake the loop unless a wakeup is in flight or we are its thread, in a
+   callback: it looks at the posts before it waits again. */
+static EVLOOP__NOINLINE int evloop__post_wake(evloop *loop)
 {
     int own_thread;
-    if (!loop || !fn) return evloop__fail(EINVAL);
     pthread_mutex_lock(&loop->lock);
-    if (loop->nposts == loop->posts_cap) {
-        void *p =
-            evloop__grow(loop->posts, &loop->posts_cap, loop->nposts + 1, sizeof *loop->posts);
-        if (!p) {
-            pthread_mutex_unlock(&loop->lock);
-            return -1;
-        }
-        loop->posts = (evloop__post *)p;
-    }
-    loop->posts[loop->nposts].fn = fn;
-    loop->posts[loop->nposts].arg = arg;
-    loop->nposts++;
-    evloop__add(&loop->posted, 1);
     own_thread = loop->in_run && pthread_equal(loop->owner, pthread_self());
     pthread_mutex_unlock(&loop->lock);
-    /* From the loop's own thread the next round sees it without a wakeup. */
     if (!own_thread) evloop__wake(loop);
     return 0;
+}
+
+/* The ring is there and open, so the fast path found it full: the loop is
+   behind. When it shares this CPU (a busy machine), giving the CPU up once
+   lets it catch up, and the post still takes the ring instead of the array
+   (which grows, page by page, when the loop cannot run). When it runs on
+   another CPU, this costs one system call each time the ring fills. */
+static int evloop__yield_if_full(evloop *loop)
+{
+#ifdef EVLOOP__ATOMIC_OK
+    if (!evloop__ring_get(loop) || (evloop__load_sc(&loop->post_tail) & EVLOOP__OVERFLOW)) return 0;
+    sched_yield();
+    return 1;
+#else
+    (void)loop;
+    return 0;
+#endif
+}
+
+static EVLOOP__NOINLINE int evloop__post_slow(evloop *loop, void (*fn)(void *), void *arg)
+{
+    int rc = evloop__yield_if_full(loop) ? evloop__ring_push(loop, fn, arg) : 0;
+    while (!rc && !(rc = evloop__overflow_push(loop, fn, arg)))
+        rc = evloop__ring_push(loop, fn, arg);
+    if (rc < 0) return -1;
+    return evloop__flag_sc(&loop->wake_sent) ? 0 : evloop__post_wake(loop);
+}
+
+/* The fast path keeps to the ring and tail-calls everything else, so it
+   saves no registers. */
+EVLOOP__API int evloop_post(evloop *loop, void (*fn)(void *arg), void *arg)
+{
+    if (!loop || !fn) return evloop__fail(EINVAL);
+    if (!evloop__ring_push(loop, fn, arg)) return evloop__post_slow(loop, fn, arg);
+    return evloop__flag_sc(&loop->wake_sent) ? 0 : evloop__post_wake(loop);
 }
 #endif
 

@@ -3475,6 +3475,261 @@ TEST(post_from_other_thread_wakes_idle_loop)
     stop_from_thread(2, EVLOOP_NO_EXIT_ON_EMPTY);
 }
 
+/* Posting has a fast ring of limited size and a locked array behind it for
+   when the ring is full. The tests below post far more than any ring holds,
+   so the order has to survive the switch to the array and back. */
+#define SEQ_MAX 20000
+
+typedef struct seq_state {
+    evloop *loop;
+    int log[SEQ_MAX];
+    int n, next_tag;
+    int break_at[2]; /* tags whose function breaks the loop */
+    int repost_at;   /* tag whose function posts repost_n more (-1: none) */
+    int repost_n;
+} seq_state;
+
+static seq_state g_seq;
+
+static void seq_post_range(int n);
+
+static void seq_fn(void *arg)
+{
+    int tag = (int)(intptr_t)arg;
+    if (g_seq.n < SEQ_MAX) g_seq.log[g_seq.n++] = tag;
+    if (tag == g_seq.break_at[0] || tag == g_seq.break_at[1]) evloop_break(g_seq.loop);
+    if (tag == g_seq.repost_at) seq_post_range(g_seq.repost_n);
+}
+
+/* Post the next n tags in order. */
+static void seq_post_range(int n)
+{
+    int i;
+    for (i = 0; i < n; i++)
+        REQUIRE_EQ_INT(evloop_post(g_seq.loop, seq_fn, (void *)(intptr_t)g_seq.next_tag++), 0);
+}
+
+/* Every tag posted so far ran once, in the order posted. */
+static void seq_check_all_ran(const char *what)
+{
+    int i;
+    if (g_seq.n != g_seq.next_tag) {
+        harness_fail(__FILE__, __LINE__, "%s: %d ran, %d posted", what, g_seq.n, g_seq.next_tag);
+        return;
+    }
+    for (i = 0; i < g_seq.n; i++) {
+        if (g_seq.log[i] != i) {
+            harness_fail(__FILE__, __LINE__, "%s: position %d ran tag %d", what, i, g_seq.log[i]);
+            return;
+        }
+    }
+}
+
+static void seq_start(void)
+{
+    memset(&g_seq, 0, sizeof g_seq);
+    g_seq.loop = new_loop();
+    g_seq.break_at[0] = g_seq.break_at[1] = g_seq.repost_at = -1;
+}
+
+TEST(post_beyond_ring_keeps_fifo_order)
+{
+    seq_start();
+    seq_post_range(5000); /* before the run: ring, then array */
+    /* A function posts more while the array still waits behind the ring. */
+    g_seq.repost_at = 10;
+    g_seq.repost_n = 3000;
+    CHECK_EQ_INT(evloop_run(g_seq.loop, 0), 1);
+    seq_check_all_ran("5000 posts, 3000 more from a posted function");
+    CHECK_EQ_INT(g_seq.n, 8000);
+    evloop_free(g_seq.loop);
+}
+
+TEST(post_break_in_ring_and_in_array_keeps_the_rest)
+{
+    seq_start();
+    seq_post_range(5000);
+    g_seq.break_at[0] = 300;  /* early: still in the ring */
+    g_seq.break_at[1] = 4000; /* late: past any ring, in the array */
+    CHECK_EQ_INT(evloop_run(g_seq.loop, 0), 0);
+    CHECK_EQ_INT(evloop_got_break(g_seq.loop), 1);
+    CHECK_EQ_INT(g_seq.n, 301);
+    seq_post_range(2000); /* behind everything left */
+    CHECK_EQ_INT(evloop_run(g_seq.loop, 0), 0);
+    CHECK_EQ_INT(g_seq.n, 4001);
+    seq_post_range(2000);
+    CHECK_EQ_INT(evloop_run(g_seq.loop, 0), 1);
+    seq_check_all_ran("two breaks, posts in between");
+    CHECK_EQ_INT(g_seq.n, 9000);
+    evloop_free(g_seq.loop);
+}
+
+TEST(post_steady_state_allocates_nothing)
+{
+    long calls;
+    int r;
+    seq_start();
+    /* Warm up: the ring and both arrays (they swap) reach their size. */
+    for (r = 0; r < 3; r++) {
+        seq_post_range(3000);
+        CHECK_EQ_INT(evloop_run(g_seq.loop, 0), 1);
+    }
+    calls = alloc_count();
+    for (r = 0; r < 3; r++) {
+        seq_post_range(3000);
+        CHECK_EQ_INT(evloop_run(g_seq.loop, 0), 1);
+    }
+    CHECK_EQ_INT(alloc_count(), calls);
+    seq_check_all_ran("steady state");
+    evloop_free(g_seq.loop);
+}
+
+TEST(post_out_of_memory_then_recovers_in_order)
+{
+    int i, rc = 0;
+    seq_start();
+    set_alloc_fail(1);
+    CHECK_ERR(evloop_post(g_seq.loop, seq_fn, (void *)(intptr_t)0), ENOMEM); /* no ring yet */
+    set_alloc_fail(0);
+    seq_post_range(1); /* makes the ring */
+    set_alloc_fail(1);
+    /* The ring takes posts without allocating until it is full; then the
+       array cannot grow. */
+    for (i = 0; i < SEQ_MAX - 10 &&
+                (rc = evloop_post(g_seq.loop, seq_fn, (void *)(intptr_t)g_seq.next_tag)) == 0;
+         i++)
+        g_seq.next_tag++;
+    CHECK_EQ_INT(rc, -1);
+    CHECK_EQ_INT(errno, ENOMEM);
+    CHECK_GT_INT(g_seq.next_tag, 1);
+    set_alloc_fail(0);
+    seq_post_range(100); /* into the array, behind the full ring */
+    CHECK_EQ_INT(evloop_run(g_seq.loop, 0), 1);
+    seq_check_all_ran("posts around a failed one");
+    evloop_free(g_seq.loop);
+}
+
+static int g_reposts;
+
+static void repost_fn(void *arg)
+{
+    g_reposts++;
+    CHECK_EQ_INT(evloop_post((evloop *)arg, repost_fn, arg), 0);
+}
+
+/* A round runs what was posted before it began: a function that posts
+   itself again cannot keep the loop in one round forever. */
+TEST(post_reposted_from_its_function_waits_a_round)
+{
+    evloop *loop = new_loop();
+    g_reposts = 0;
+    CHECK_EQ_INT(evloop_post(loop, repost_fn, loop), 0);
+    CHECK_EQ_INT(evloop_run(loop, EVLOOP_ONCE), 0);
+    CHECK_EQ_INT(g_reposts, 1);
+    CHECK_EQ_INT(evloop_run(loop, EVLOOP_ONCE), 0);
+    CHECK_EQ_INT(g_reposts, 2);
+    evloop_free(loop); /* the one still posted is dropped */
+}
+
+/* White-box: a fork while another thread is between claiming a ring slot
+   and filling it leaves the child a claim nobody will finish. evloop_reinit
+   turns it into a call that does nothing, so the child's loop runs past it
+   and can sleep (or, here, end) instead of waiting for it forever. (Without
+   the GNU atomics there is no ring.) */
+#ifdef EVLOOP__ATOMIC_OK
+TEST(post_reinit_skips_a_post_left_half_done_at_fork)
+{
+    int expect[] = {7};
+    g_loop = new_loop();
+    CHECK_EQ_INT(evloop_post(g_loop, post_log_fn, (void *)(intptr_t)7), 0);
+    REQUIRE(g_loop->ring != NULL);
+    g_loop->post_tail += 2; /* claimed, never written */
+    CHECK_EQ_INT(evloop_reinit(g_loop), 0);
+    CHECK_EQ_INT(evloop_run(g_loop, 0), 1);
+    check_order(expect, 1, "the real post ran, the half-done one was skipped");
+    CHECK_EQ_INT(evloop_post(g_loop, post_log_fn, (void *)(intptr_t)8), 0);
+    CHECK_EQ_INT(evloop_run(g_loop, 0), 1);
+    CHECK_EQ_INT(order_n, 2);
+    evloop_free(g_loop);
+}
+#endif
+
+/* Several threads post while the loop is made slow now and then, so the
+   ring fills up and the posts go on through the array; the loop's own
+   thread posts too (tag POST_THREADS). Each thread's posts run in order. */
+#define FLOOD_THREADS 4
+#define FLOOD_EACH    20000
+
+typedef struct flood_state {
+    evloop *loop;
+    evloop_event idle;
+    pthread_t loop_thread;
+    int next[FLOOD_THREADS + 1], own_posted;
+    int total, out_of_order, wrong_thread, failures;
+} flood_state;
+
+static flood_state g_flood;
+
+static void flood_fn(void *arg)
+{
+    uintptr_t v = (uintptr_t)arg;
+    int t = (int)(v >> 20), seq = (int)(v & 0xfffff);
+    if (!pthread_equal(pthread_self(), g_flood.loop_thread)) g_flood.wrong_thread++;
+    if (t < 0 || t > FLOOD_THREADS || seq != g_flood.next[t]) g_flood.out_of_order++;
+    if (t >= 0 && t <= FLOOD_THREADS) g_flood.next[t] = seq + 1;
+    if (t == FLOOD_THREADS) return;
+    if (++g_flood.total % 5000 == 1) sleep_ms(2); /* a slow moment: the ring fills */
+    if (g_flood.total % 97 == 0) {
+        void *own = (void *)(((uintptr_t)FLOOD_THREADS << 20) | (uintptr_t)g_flood.own_posted);
+        if (evloop_post(g_flood.loop, flood_fn, own) == 0)
+            g_flood.own_posted++;
+        else
+            g_flood.failures++;
+    }
+    if (g_flood.total == FLOOD_THREADS * FLOOD_EACH) evloop_event_del(&g_flood.idle);
+}
+
+static void *flood_thread(void *arg)
+{
+    int t = (int)(intptr_t)arg, i;
+    intptr_t failures = 0;
+    for (i = 0; i < FLOOD_EACH; i++) {
+        void *v = (void *)(((uintptr_t)t << 20) | (uintptr_t)i);
+        if (evloop_post(g_flood.loop, flood_fn, v) != 0) failures++;
+    }
+    return (void *)failures;
+}
+
+TEST(post_flood_from_threads_and_loop_thread_fifo)
+{
+    pthread_t th[FLOOD_THREADS];
+    int p[2], i;
+    make_pair(p);
+    memset(&g_flood, 0, sizeof g_flood);
+    g_flood.loop = new_loop();
+    g_flood.loop_thread = pthread_self();
+    REQUIRE(evloop_event_assign(&g_flood.idle, g_flood.loop, p[0], EVLOOP_READ | EVLOOP_PERSIST,
+                                never_cb, NULL) == 0);
+    REQUIRE(evloop_event_add(&g_flood.idle, NULL) == 0);
+    for (i = 0; i < FLOOD_THREADS; i++)
+        REQUIRE(pthread_create(&th[i], NULL, flood_thread, (void *)(intptr_t)i) == 0);
+    CHECK_EQ_INT(evloop_run(g_flood.loop, 0), 1); /* the loop's own posts run too */
+    for (i = 0; i < FLOOD_THREADS; i++) {
+        void *ret = NULL;
+        pthread_join(th[i], &ret);
+        CHECK_EQ_INT((intptr_t)ret, 0);
+    }
+    CHECK_EQ_INT(g_flood.total, FLOOD_THREADS * FLOOD_EACH);
+    CHECK_EQ_INT(g_flood.out_of_order, 0);
+    CHECK_EQ_INT(g_flood.wrong_thread, 0);
+    CHECK_EQ_INT(g_flood.failures, 0);
+    for (i = 0; i < FLOOD_THREADS; i++) CHECK_EQ_INT(g_flood.next[i], FLOOD_EACH);
+    CHECK_EQ_INT(g_flood.next[FLOOD_THREADS], g_flood.own_posted);
+    CHECK_GT_INT(g_flood.own_posted, 0);
+    evloop_free(g_flood.loop);
+    close_pair(p);
+}
+
 /*== FD REUSE, CLOSE-ON-EXEC ==*/
 
 /* Make the lowest free descriptor pair land on `want` (both ends open). */
@@ -4401,6 +4656,15 @@ static const harness_test tests[] = {
     HARNESS_TEST(exit_from_other_thread_wakes_blocked_loop),
     HARNESS_TEST(break_from_other_thread_wakes_blocked_loop),
     HARNESS_TEST(post_from_other_thread_wakes_idle_loop),
+    HARNESS_TEST(post_beyond_ring_keeps_fifo_order),
+    HARNESS_TEST(post_break_in_ring_and_in_array_keeps_the_rest),
+    HARNESS_TEST(post_steady_state_allocates_nothing),
+    HARNESS_TEST(post_out_of_memory_then_recovers_in_order),
+    HARNESS_TEST(post_reposted_from_its_function_waits_a_round),
+#ifdef EVLOOP__ATOMIC_OK
+    HARNESS_TEST(post_reinit_skips_a_post_left_half_done_at_fork),
+#endif
+    HARNESS_TEST(post_flood_from_threads_and_loop_thread_fifo),
     HARNESS_TEST(fd_closed_and_reopened_as_same_number),
     HARNESS_TEST(internal_fds_do_not_leak_across_exec),
     HARNESS_TEST(event_getters),
