@@ -239,11 +239,18 @@ static int respond_error(struct connection *c, const char *status)
 
 /*== PARSING ==*/
 
-static int is_tchar(unsigned char ch)
+/* RFC 7230 token characters. Inline: called for every byte of every method
+   and header name. */
+static inline int is_tchar(unsigned char ch)
 {
-    /* RFC 7230 token characters. */
     return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-           (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+           (ch > ' ' && ch < 0x7f && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+/* What a header value may hold: no control character but tab. */
+static inline int is_field_char(unsigned char ch)
+{
+    return (ch >= 0x20 && ch != 0x7f) || ch == '\t';
 }
 
 static int ascii_lower(int ch)
@@ -310,7 +317,7 @@ static int parse_header(const char *p, size_t len, struct request *rq)
     while (n < len && is_tchar((unsigned char)p[n])) n++;
     if (n == 0 || n >= len || p[n] != ':') return -1; /* also refuses obsolete line folding */
     for (v = n + 1; v < len; v++)
-        if (((unsigned char)p[v] < 0x20 && p[v] != '\t') || p[v] == 0x7f) return -1;
+        if (!is_field_char((unsigned char)p[v])) return -1;
     v = n + 1;
     while (v < len && (p[v] == ' ' || p[v] == '\t')) v++;
     while (len > v && (p[len - 1] == ' ' || p[len - 1] == '\t')) len--;
