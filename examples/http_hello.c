@@ -33,9 +33,8 @@
    Speed: the per-request path costs one read and one write system call per
    batch of pipelined requests (the stream writes what the read callback
    queued as soon as it returns), parses the bytes in place without copying,
-   builds each answer with memcpy rather than printf (the Date text is made
-   once a second), and uses common timeouts, so refreshing a connection's
-   idle timer on every read is O(1) instead of a heap operation.
+   and builds each answer with memcpy rather than printf (the everyday answer,
+   Date included, is made once a second).
 
    Build:  cc -std=c99 -Wall -Wextra -O2 -pthread -I. examples/http_hello.c -o http_hello
    Run:    ./http_hello [-t THREADS] [PORT]   (defaults: 1 thread, port 8080;
@@ -97,10 +96,9 @@ struct worker {
     int started; /* the thread runs and must be joined (workers 1 and up) */
     evloop *loop;
     evloop_listener *listener;
-    const struct timeval *idle, *linger; /* common timeouts of this loop */
     struct connection *connections;
     time_t date_time;       /* second that date[] shows */
-    char date[32];          /* "Sun, 06 Nov 1994 08:49:37 GMT" */
+    char date[64];          /* "Sun, 06 Nov 1994 08:49:37 GMT" (room for what snprintf fears) */
     char hello[ANSWER_MAX]; /* the everyday answer, remade with date[] */
     size_t hello_len;
 };
@@ -176,7 +174,7 @@ static size_t format_answer(char *buf, const char *date, const char *status, con
    loop's cached time costs no system call. */
 static void update_date(struct worker *w)
 {
-    struct timeval tv;
+    struct timeval tv = {0, 0}; /* evloop_gettimeofday_cached fails only without a loop */
     struct tm tm;
     static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
     static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -471,13 +469,15 @@ static void on_read(evloop_stream *stream, void *arg)
    before the client read it. */
 static void start_lingering(struct connection *c)
 {
+    struct timeval linger = {LINGER_SECONDS, 0};
+
     c->state = CONN_LINGERING;
     if (c->got_eof) { /* nothing more will come: close now */
         connection_free(c);
         return;
     }
     if (shutdown(evloop_stream_get_fd(c->stream), SHUT_WR) < 0 ||
-        evloop_stream_set_timeouts(c->stream, c->worker->linger, NULL) < 0 ||
+        evloop_stream_set_timeouts(c->stream, &linger, NULL) < 0 ||
         evloop_stream_enable(c->stream, EVLOOP_READ) < 0)
         connection_free(c);
 }
@@ -523,6 +523,7 @@ static void on_accept(evloop_listener *listener, evloop_socket_t fd, struct sock
 {
     struct worker *w = arg;
     struct connection *c = calloc(1, sizeof *c);
+    struct timeval idle = {IDLE_SECONDS, 0};
 
     (void)listener, (void)addr, (void)socklen;
     if (c) c->stream = evloop_stream_new(w->loop, fd, EVLOOP_STREAM_CLOSE_ON_FREE);
@@ -541,7 +542,7 @@ static void on_accept(evloop_listener *listener, evloop_socket_t fd, struct sock
     evloop_stream_setwatermark(c->stream, EVLOOP_WRITE, OUTPUT_RESUME, 0);
     /* Read timeout: an idle keep-alive connection goes away; write timeout:
        so does a client that stops reading its answers. */
-    if (evloop_stream_set_timeouts(c->stream, w->idle, w->idle) < 0 ||
+    if (evloop_stream_set_timeouts(c->stream, &idle, &idle) < 0 ||
         evloop_stream_enable(c->stream, EVLOOP_READ | EVLOOP_WRITE) < 0) {
         perror("http_hello: enable");
         connection_free(c);
@@ -554,18 +555,11 @@ static void on_accept(evloop_listener *listener, evloop_socket_t fd, struct sock
    the same port). Runs in the main thread, before any worker thread. */
 static int worker_setup(struct worker *w, int port, int reuseport)
 {
-    struct timeval idle = {IDLE_SECONDS, 0}, linger = {LINGER_SECONDS, 0};
     struct sockaddr_in sin;
     unsigned flags = EVLOOP_LISTENER_CLOSE_ON_FREE | EVLOOP_LISTENER_REUSEABLE;
 
     w->loop = evloop_new();
     if (!w->loop) return -1;
-    /* Every connection uses these two durations: common timeouts keep them in
-       O(1) queues instead of the timer heap, which matters because the idle
-       timer restarts at every read. */
-    w->idle = evloop_init_common_timeout(w->loop, &idle);
-    w->linger = evloop_init_common_timeout(w->loop, &linger);
-    if (!w->idle || !w->linger) return -1;
     memset(&sin, 0, sizeof sin);
     sin.sin_family = AF_INET;
     sin.sin_port = htons((unsigned short)port);
