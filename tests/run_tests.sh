@@ -10,7 +10,7 @@
 #   4. the threaded tests under TSan
 #   5. the examples, started and talked to by tests/test_examples.c and
 #      tests/test_stream_examples.c (the servers on streams also under
-#      ASan+UBSan, the threaded one under TSan)
+#      ASan+UBSan, the threaded ones, threaded_server and http_hello, under TSan)
 # It ends with "N passed, N failed, N skipped" and fails if anything failed.
 set -u
 cd "$(dirname "$0")/.."
@@ -155,8 +155,10 @@ for ex in rot13_stream echo_stream chat_server http_hello tcp_client threaded_se
     $san_cc -std=c99 $WARN -g -O1 $SAN -pthread -I. "examples/$ex.c" -o "$B/asan_examples/$ex" \
         >>"$B/build_examples.log" 2>&1
 done
-$san_cc -std=c99 $WARN -g -O1 -fsanitize=thread -pthread -I. examples/threaded_server.c \
-    -o "$B/tsan_examples/threaded_server" >>"$B/build_examples.log" 2>&1
+for ex in threaded_server http_hello; do
+    $san_cc -std=c99 $WARN -g -O1 -fsanitize=thread -pthread -I. "examples/$ex.c" \
+        -o "$B/tsan_examples/$ex" >>"$B/build_examples.log" 2>&1
+done
 
 for log in "$B"/build_*.log; do
     if [ -s "$log" ]; then bad "build: $log"; sed 's/^/    /' "$log" | head -40; fi
@@ -217,12 +219,13 @@ if [ -x "$B/test_stream_examples" ]; then
     "$B/test_stream_examples" build/examples >"$B/stream_examples.out" 2>&1
     tally stream-examples "$B/stream_examples.out" $?
     # The same servers under ASan+UBSan (its allocator needs more room than the
-    # RSS bound the plain run checks), and the threaded one under TSan.
+    # RSS bound the plain run checks), and the threaded ones under TSan.
     ASAN_OPTIONS=quarantine_size_mb=16:detect_leaks=1 STREAM_EXAMPLES_RSS_MB=256 \
         "$B/test_stream_examples" "$B/asan_examples" >"$B/stream_examples_asan.out" 2>&1
     tally stream-examples-asan "$B/stream_examples_asan.out" $?
     TSAN_OPTIONS=halt_on_error=1:exitcode=66 \
-        "$B/test_stream_examples" "$B/tsan_examples" threaded_server >"$B/stream_examples_tsan.out" 2>&1
+        "$B/test_stream_examples" "$B/tsan_examples" threaded_server http_hello \
+        >"$B/stream_examples_tsan.out" 2>&1
     tally stream-examples-tsan "$B/stream_examples_tsan.out" $?
 fi
 

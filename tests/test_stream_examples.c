@@ -15,7 +15,9 @@
    without reading (the server's VmRSS must stay under 64 MB, or
    STREAM_EXAMPLES_RSS_MB; sanitizer builds need more); chat_server broadcast,
    a stalled client disconnected while the others keep receiving; http_hello
-   pipelining, keep-alive, 400, 431, HTTP/1.0; tcp_client reply, refused,
+   pipelining, keep-alive, 400, 431, HTTP/1.0, and with -t 2 (two threads,
+   SO_REUSEPORT) 40 concurrent pipelining keep-alive connections and the same
+   checks; tcp_client reply, refused,
    timed out, reset; threaded_server in both modes with 100 clients.
 
    Each check prints "ok   NAME" or "FAIL NAME: REASON"; the last line is
@@ -75,11 +77,12 @@ static int start_server_on_some_port(struct child *c, const char *name, int *por
 /* Starts name; reports "NAME starts and prints its ready line". Returns 0 when running. */
 static int start_reported(struct child *c, const char *name, int *port, const char *const *pre)
 {
-    char title[128];
-    int rc = start_server_on_some_port(c, name, port, pre);
+    char title[128], args[64] = "";
+    int i, rc = start_server_on_some_port(c, name, port, pre);
 
-    snprintf(title, sizeof title, "%s%s%s starts and prints its ready line", name,
-             pre && pre[0] ? " " : "", pre && pre[0] ? pre[0] : "");
+    for (i = 0; pre && pre[i] && i < 4; i++)
+        snprintf(args + strlen(args), sizeof args - strlen(args), " %s", pre[i]);
+    snprintf(title, sizeof title, "%s%s starts and prints its ready line", name, args);
     report(title, rc);
     return rc;
 }
@@ -712,10 +715,61 @@ static int check_http10(int port)
     return rc;
 }
 
+/* Threads of a running process, from /proc (0 if it cannot tell). */
+static int thread_count(pid_t pid)
+{
+    char path[64], line[256];
+    int n = 0;
+    FILE *f;
+
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    f = fopen(path, "r");
+    if (!f) return 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Threads: %d", &n) == 1) break;
+    fclose(f);
+    return n;
+}
+
+/* nconn connections at once, each sending `rounds` batches of `batch`
+   pipelined requests on the same connection (keep-alive) and reading every
+   answer. With SO_REUSEPORT the kernel spreads them over the workers. */
+static int check_http_many(int port, int nconn, int rounds, int batch)
+{
+    struct http_conn *h = calloc((size_t)nconn, sizeof *h);
+    struct http_response rs;
+    char req[2048];
+    size_t len = 0;
+    int i, r, k, rc = 0;
+
+    if (!h) return why("out of memory");
+    for (k = 0; k < batch; k++)
+        len += (size_t)sprintf(req + len, "GET /%d HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", k);
+    for (i = 0; i < nconn; i++) h[i].fd = -1;
+    for (i = 0; rc == 0 && i < nconn; i++)
+        if (http_open(&h[i], port) < 0) rc = why("connection %d: %s", i, reason);
+    for (r = 0; rc == 0 && r < rounds; r++) {
+        for (i = 0; rc == 0 && i < nconn; i++) /* every connection's batch in flight at once */
+            if (send_all(h[i].fd, req, len) < 0) rc = why("connection %d: %s", i, reason);
+        for (i = 0; rc == 0 && i < nconn; i++)
+            for (k = 0; rc == 0 && k < batch; k++)
+                if (http_expect_hello(&h[i], 0, &rs) < 0)
+                    rc = why("connection %d, round %d, answer %d: %s", i, r, k, reason);
+                else if (rs.close)
+                    rc = why("connection %d: Connection: close on keep-alive", i);
+    }
+    for (i = 0; rc == 0 && i < nconn; i++) rc = http_expect_quiet(&h[i], 0);
+    for (i = 0; i < nconn; i++)
+        if (h[i].fd >= 0) close(h[i].fd);
+    free(h);
+    return rc;
+}
+
 static void test_http(void)
 {
+    static const char *const two_threads[] = {"-t", "2", NULL};
     struct child c;
-    int port = 0;
+    int port = 0, n;
 
     if (start_reported(&c, "http_hello", &port, NULL) < 0) return;
     report("http_hello 10 pipelined requests answered in order, keep-alive, split request, "
@@ -725,6 +779,21 @@ static void test_http(void)
     report("http_hello 431 for a 64 KiB header, then close", check_http_431(port));
     report("http_hello HTTP/1.0 closes, HTTP/1.0 keep-alive stays open", check_http10(port));
     stop_reported(&c, "http_hello");
+
+    /* One loop per thread, each with its own SO_REUSEPORT listener. */
+    port = 0;
+    if (start_reported(&c, "http_hello", &port, two_threads) < 0) return;
+    n = thread_count(c.pid); /* a sanitizer's runtime may add its own */
+    report("http_hello -t 2 runs two threads",
+           n == 0 || n >= 2 ? 0 : why("%d thread(s) in /proc/%d/status", n, (int)c.pid));
+    report("http_hello -t 2: 40 connections x 3 rounds of 5 pipelined requests, keep-alive",
+           check_http_many(port, 40, 3, 5));
+    report("http_hello -t 2 10 pipelined requests answered in order, keep-alive, split request, "
+           "Connection: close",
+           check_http_pipelined(port));
+    report("http_hello -t 2 400 for malformed requests, then close", check_http_400(port));
+    report("http_hello -t 2 HTTP/1.0 closes, HTTP/1.0 keep-alive stays open", check_http10(port));
+    stop_reported(&c, "http_hello -t 2");
 }
 
 /*== TCP CLIENT ==*/

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# HTTP requests/s of examples/http_hello.c (one evloop thread) against
-# nginx-light answering the same "Hello, World!", both loaded with
-# `wrk -t1 -c50` over 127.0.0.1 (issue 4). Called by run.sh; runs alone too:
+# HTTP requests/s of examples/http_hello.c against nginx-light answering the
+# same "Hello, World!", both loaded with `wrk -t1 -c50` over 127.0.0.1
+# (issue 4): on one core (http_hello, one evloop thread, against nginx with 1
+# worker) and on both (http_hello -t 2, two threads each with its own loop
+# and SO_REUSEPORT listener, against nginx with 2 workers). Called by run.sh;
+# runs alone too:
 #
 #   bash tests/bench/bench_http.sh [ROUNDS]     (default 3; BENCH_QUICK=1: 1 round, 2 s runs)
 #
 # Prints one line per valid measurement on stdout, in run.sh's raw format
 #   R http <lib> <config> reqs_per_s <value> <round>
-# (config c50-1core: http_hello vs nginx with 1 worker; c50-2cores: nginx
-# with 2 workers, for information: evloop has no HTTP server on two cores
-# yet, threaded_server.c echoes). Messages go to stderr, tool output to
-# $BENCH_LOG (default build/bench/log.txt).
+# (config c50-1core: http_hello vs nginx with 1 worker; c50-2cores:
+# http_hello -t 2 vs nginx with 2 workers; wrk's own thread shares the 2
+# cores). Messages go to stderr, tool output to $BENCH_LOG (default
+# build/bench/log.txt).
 #
 # Installs wrk and nginx-light with apt-get when they are missing (as root;
 # the package's service is kept from starting); skips with a message when it
@@ -127,14 +130,15 @@ http {
 EOF
 }
 
-# start SERVER PORT: nginx1, nginx2 or evloop, listening on 127.0.0.1:PORT
+# start SERVER PORT: nginx1, nginx2, evloop1 or evloop2 (the number: workers
+# or threads), listening on 127.0.0.1:PORT
 start_server() {
     case $1 in
     nginx*)
         nginx_conf "${1#nginx}" "$2" >"$TMPD/nginx.conf"
         "$NGINX" -p "$TMPD" -c "$TMPD/nginx.conf" -e "$TMPD/error.log" >>"$LOG" 2>&1 &
         ;;
-    evloop) "$HELLO" "$2" >>"$LOG" 2>&1 & ;;
+    evloop*) "$HELLO" -t "${1#evloop}" "$2" >>"$LOG" 2>&1 & ;;
     esac
     SERVER_PID=$!
 }
@@ -181,12 +185,13 @@ rotate() { # K WORDS...
 }
 
 for ((r = 0; r < ROUNDS; r++)); do
-    say "round $((r + 1))/$ROUNDS: wrk -t1 -c50 -d$DUR: nginx (1 worker), http_hello, nginx (2 workers)"
-    for s in $(rotate "$r" nginx1 evloop nginx2); do
+    say "round $((r + 1))/$ROUNDS: wrk -t1 -c50 -d$DUR: nginx (1 worker), http_hello, nginx (2 workers), http_hello -t 2"
+    for s in $(rotate "$r" nginx1 evloop1 nginx2 evloop2); do
         case $s in
         nginx1) measure nginx1 c50-1core nginx $((r + 1)) ;;
-        evloop) measure evloop c50-1core evloop $((r + 1)) ;;
+        evloop1) measure evloop1 c50-1core evloop $((r + 1)) ;;
         nginx2) measure nginx2 c50-2cores nginx $((r + 1)) ;;
+        evloop2) measure evloop2 c50-2cores evloop $((r + 1)) ;;
         esac
     done
 done
