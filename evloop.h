@@ -3838,7 +3838,8 @@ static void evloop__stream_do_read(evloop_stream *s)
     if (s->read_high) want = s->read_high > s->input.total ? s->read_high - s->input.total : 1;
     n = evloop__buf_readv(&s->input, s->fd, want < (size_t)INT_MAX ? want : (size_t)INT_MAX);
     if (n > 0) {
-        if (s->has_read_tv && s->reading) evloop_event_add(&s->rev, &s->read_tv); /* progress */
+        /* No re-add for the read timeout: rev is persistent, and the loop
+           restarts its timeout each time it fires for input. */
         evloop__stream_sync_read(s); /* pause at the high watermark */
         if (s->input.total >= s->read_low && s->readcb) s->readcb(s, s->arg);
         return;
