@@ -501,6 +501,7 @@ EVLOOP_DEF int evloop_socketpair(int family, int type, int protocol, evloop_sock
 #if defined(__linux__)
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #define EVLOOP__HAVE_EVENTFD 1
 #endif
 
@@ -3694,20 +3695,28 @@ static int evloop__socket(int family)
     return fd;
 }
 
-/* accept4 (glibc declares it under _GNU_SOURCE) saves two fcntl calls. */
+/* accept4 sets both flags in the accepting call. glibc declares it only
+   under _GNU_SOURCE; under _DEFAULT_SOURCE (what evloop.h asks for when
+   nothing else was) the raw system call does the same. */
 static int evloop__accept(int fd, struct sockaddr *sa, socklen_t *len)
 {
-#if defined(__linux__) && defined(_GNU_SOURCE) && defined(SOCK_NONBLOCK)
-    return accept4(fd, sa, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-#else
-    int c = accept(fd, sa, len);
+    int c;
+#if defined(__linux__) && defined(SOCK_NONBLOCK) && defined(_GNU_SOURCE)
+    c = accept4(fd, sa, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (c >= 0 || errno != ENOSYS) return c;
+#elif defined(__linux__) && defined(SOCK_NONBLOCK) && defined(SYS_accept4) &&                      \
+    defined(_DEFAULT_SOURCE)
+    c = (int)syscall(SYS_accept4, fd, sa, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (c >= 0 || errno != ENOSYS) return c;
+#endif
+    c = accept(fd, sa, len);
     if (c < 0) return -1;
-    if (evloop_make_socket_nonblocking(c) < 0 || evloop_make_socket_closeonexec(c) < 0) {
+    /* A fresh socket has no other flags to keep: set, without reading first. */
+    if (fcntl(c, F_SETFL, O_NONBLOCK) < 0 || fcntl(c, F_SETFD, FD_CLOEXEC) < 0) {
         evloop__sock_close(c);
         return -1;
     }
     return c;
-#endif
 }
 
 static void evloop__noop(evloop_socket_t fd, short what, void *arg)
