@@ -78,8 +78,7 @@ BACKENDS
    On every backend the first add of a descriptor checks it right away, so a
    closed descriptor fails with EBADF at add time. If you close a descriptor
    and get the same number back, assign its events again (evloop_event_assign)
-   before adding them: that tells evloop the kernel object is new, and the
-   kernel is asked about it at the next wait, with the other changes.
+   before adding them: that tells evloop the kernel object is new.
 
    Signals and evloop_post share one internal descriptor (an eventfd on Linux,
    a pipe elsewhere). All internal descriptors are close-on-exec.
@@ -554,7 +553,6 @@ typedef struct evloop__fdinfo {
     unsigned char kmask;  /* interest the backend has now */
     unsigned char queued; /* on the change list */
     unsigned char ready;  /* kqueue: bits gathered from one batch */
-    unsigned char stale;  /* re-assigned since registered: the number may name a new file */
 } evloop__fdinfo;
 
 typedef struct evloop__timer {
@@ -1501,12 +1499,10 @@ static int evloop__be_wait(evloop *loop, int64_t timeout_ns)
 
 /*== FD EVENTS ==*/
 
-/* Put ev on its fd's list. The first time the backend hears of an fd it is
-   told at once, so a bad fd fails here with nothing changed. Every other
-   change waits on the change list for the next wait, where the kernel calls
-   come in one batch: that keeps the caller's data in cache while it re-arms
-   many events. An event assigned since it was last added marks its fd stale
-   (the number may name a new file now), so the kernel is asked again. */
+/* Put ev on its fd's list. The first time the backend hears of an fd, or when
+   the event was assigned since it was last added (the number may now name a
+   new file), the backend is told at once so a bad fd fails here, with nothing
+   changed. Every other change waits on the change list for the next wait. */
 static int evloop__io_start(evloop *loop, evloop_event *ev)
 {
     evloop__fdinfo *fi;
@@ -1515,13 +1511,12 @@ static int evloop__io_start(evloop *loop, evloop_event *ev)
     if (evloop__fd_reserve(loop, ev->fd) < 0) return -1;
     fi = &loop->fds[ev->fd];
     want = evloop__fd_wanted(fi) | ((unsigned)ev->events & EVLOOP__FD_BITS);
-    if (!fi->kmask) {
-        if (evloop__be_change(loop, ev->fd, 0, want) < 0) return -1;
+    if (!fi->kmask || (ev->flags & EVLOOP__F_NEWFD)) {
+        unsigned old = fi->kmask ? fi->kmask | EVLOOP__KMASK_STALE : 0;
+        if (evloop__be_change(loop, ev->fd, old, want) < 0) return -1;
         fi->kmask = (unsigned char)want;
-        fi->stale = 0;
-    } else {
-        if (ev->flags & EVLOOP__F_NEWFD) fi->stale = 1;
-        if (want != fi->kmask || fi->stale) evloop__fd_queue(loop, ev->fd);
+    } else if (want != fi->kmask) {
+        evloop__fd_queue(loop, ev->fd);
     }
     for (link = &fi->head; *link; link = &(*link)->next) continue;
     *link = ev;
@@ -1550,11 +1545,9 @@ static void evloop__io_stop(evloop *loop, evloop_event *ev)
 static void evloop__fd_apply(evloop *loop, int fd)
 {
     evloop__fdinfo *fi = &loop->fds[fd];
-    unsigned want = evloop__fd_wanted(fi), old = fi->kmask;
-    if (want == old && !fi->stale) return;
-    if (fi->stale && old) old |= EVLOOP__KMASK_STALE;
-    fi->stale = 0;
-    fi->kmask = evloop__be_change(loop, fd, old, want) < 0 ? 0 : (unsigned char)want;
+    unsigned want = evloop__fd_wanted(fi);
+    if (want == fi->kmask) return;
+    fi->kmask = evloop__be_change(loop, fd, fi->kmask, want) < 0 ? 0 : (unsigned char)want;
 }
 
 /* Apply what changed since the last wait, skipping fds whose interest ended
