@@ -235,9 +235,9 @@ EVLOOP_DEF int evloop_foreach_event(evloop *loop, evloop_foreach_cb fn, void *ar
 EVLOOP_DEF void evloop_dump_events(evloop *loop, FILE *out); /* one line an event */
 #endif
 #ifndef EVLOOP_NO_THREADS
-/* Run fn(arg) on the loop's thread soon; each thread's posts run in the order
-   posted. Thread-safe; lock-free while fewer than 1024 posts wait, then
-   through a locked queue (after yielding the CPU once, for the loop). */
+/* Run fn(arg) on the loop's thread soon, in FIFO order. Thread-safe;
+   lock-free while fewer than 1024 posts wait, then through a locked queue
+   (after yielding the CPU once, so a loop on the same CPU can catch up). */
 EVLOOP_DEF int evloop_post(evloop *loop, void (*fn)(void *arg), void *arg);
 #endif
 
@@ -1666,27 +1666,12 @@ static int evloop__swap_flag_sc(int *p, int v)
 #endif
 }
 
-static int evloop__cas_flag_sc(int *p, int old, int v)
-{
-#ifdef EVLOOP__ATOMIC_OK
-    return __atomic_compare_exchange_n(p, &old, v, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
-#else
-    if (*(volatile int *)p != old) return 0;
-    *(volatile int *)p = v;
-    return 1;
-#endif
-}
-
-/* wake_sent: 0 none, 1 a thread is writing the wakeup, 2 written. A plain
-   load first: in a flood of posts the wakeup is nearly always in flight
-   already, and the load spares a locked instruction. The step to 2 fails
-   harmlessly if the loop has cleared the flag meanwhile. */
+/* A plain load first: in a flood of posts the wakeup is nearly always in
+   flight already, and the load spares a locked instruction. */
 static void evloop__wake(evloop *loop)
 {
-    if (!evloop__flag_sc(&loop->wake_sent) && !evloop__swap_flag_sc(&loop->wake_sent, 1)) {
+    if (!evloop__flag_sc(&loop->wake_sent) && !evloop__swap_flag_sc(&loop->wake_sent, 1))
         evloop__wake_fd(loop->wake_wr);
-        evloop__cas_flag_sc(&loop->wake_sent, 1, 2);
-    }
 }
 #endif
 
@@ -1707,11 +1692,6 @@ static void evloop__wake_cb(evloop_socket_t fd, short what, void *arg)
 #endif
     (void)n;
 #ifndef EVLOOP_NO_THREADS
-    /* A poster still between its write and the step to 2 was most likely
-       preempted by our wakeup, on the CPU we now run on. Running its one post
-       and sleeping again would repeat that for every post or so; letting it
-       go on first makes the next round take a full batch instead. */
-    if (evloop__flag_sc(&loop->wake_sent) == 1) sched_yield();
     /* Cleared before looking at posts and signals, so anything that arrives
        after this point writes again and wakes the next wait. The loop looks
        at the posts later in this round (evloop__run_posted, then
