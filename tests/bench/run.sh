@@ -10,7 +10,7 @@
 #                   tables go to build/bench/RESULTS.md (the committed
 #                   RESULTS.md keeps the last full run)
 #   BENCH_ROUNDS=N  rounds of the timed benchmarks (default 7)
-#   BENCH_NET_ROUNDS=N  rounds of the echo and HTTP benchmarks (default 3)
+#   BENCH_NET_ROUNDS=N  rounds of the echo and HTTP benchmarks (default 5)
 #   CC              compiler (default cc)
 # shellcheck disable=SC2086 # word splitting of the library lists is meant
 set -u
@@ -52,7 +52,7 @@ else
     NHANDSHAKES=100000
     CG_PIPES="1000 5"
     CG_TIMERS=100000
-    NET_ROUNDS=${BENCH_NET_ROUNDS:-3}
+    NET_ROUNDS=${BENCH_NET_ROUNDS:-5}
     ECHO_SECS=5
     OUT=tests/bench/RESULTS.md
     CMD="make bench"
