@@ -3282,14 +3282,20 @@ TEST(reinit_without_fork_keeps_events)
 /*== THREADS: evloop_post, cross-thread exit/break ==*/
 
 #define POST_THREADS 4
-#define POST_EACH    10000
 
+/* POST_THREADS threads post to one loop; each post carries its thread's tag
+   (POST_THREADS stands for the loop's own thread) and sequence number, and
+   the posted function checks that each thread's posts run in order, on the
+   loop's thread, none lost. In a flood the loop is made slow now and then,
+   so the ring fills up and the posts go on through the locked array, and
+   the loop's own thread posts too. */
 typedef struct post_state {
     evloop *loop;
     evloop_event idle;
     pthread_t loop_thread;
-    int next[POST_THREADS];
-    int total, out_of_order, wrong_thread;
+    int each, flood;
+    int next[POST_THREADS + 1], own_posted;
+    int total, out_of_order, wrong_thread, failures;
 } post_state;
 
 static post_state g_post;
@@ -3299,28 +3305,43 @@ static void post_fn(void *arg)
     uintptr_t v = (uintptr_t)arg;
     int t = (int)(v >> 20), seq = (int)(v & 0xfffff);
     if (!pthread_equal(pthread_self(), g_post.loop_thread)) g_post.wrong_thread++;
-    if (t < 0 || t >= POST_THREADS || seq != g_post.next[t]) g_post.out_of_order++;
-    if (t >= 0 && t < POST_THREADS) g_post.next[t] = seq + 1;
-    if (++g_post.total == POST_THREADS * POST_EACH) evloop_event_del(&g_post.idle);
+    if (t < 0 || t > POST_THREADS || seq != g_post.next[t]) g_post.out_of_order++;
+    if (t >= 0 && t <= POST_THREADS) g_post.next[t] = seq + 1;
+    if (t == POST_THREADS) return;
+    ++g_post.total;
+    if (g_post.flood && g_post.total % 5000 == 1) sleep_ms(2); /* a slow moment: the ring fills */
+    if (g_post.flood && g_post.total % 97 == 0) {
+        void *own = (void *)(((uintptr_t)POST_THREADS << 20) | (uintptr_t)g_post.own_posted);
+        if (evloop_post(g_post.loop, post_fn, own) == 0)
+            g_post.own_posted++;
+        else
+            g_post.failures++;
+    }
+    if (g_post.total == POST_THREADS * g_post.each) evloop_event_del(&g_post.idle);
 }
 
 static void *poster_thread(void *arg)
 {
     int t = (int)(intptr_t)arg, i;
     intptr_t failures = 0;
-    for (i = 0; i < POST_EACH; i++) {
+    for (i = 0; i < g_post.each; i++) {
         void *v = (void *)(((uintptr_t)t << 20) | (uintptr_t)i);
         if (evloop_post(g_post.loop, post_fn, v) != 0) failures++;
     }
     return (void *)failures;
 }
 
-TEST(post_from_4_threads_fifo_none_lost)
+/* Runs the posting threads against a fresh loop (kept alive by an idle
+   event until the last post ran), checks what post_fn saw, and frees. */
+static void run_posters(int each, int flood)
 {
     pthread_t th[POST_THREADS];
     int p[2], i;
     long blocks;
     make_pair(p);
+    memset(&g_post, 0, sizeof g_post);
+    g_post.each = each;
+    g_post.flood = flood;
     g_post.loop = new_loop();
     g_post.loop_thread = pthread_self();
     blocks = live_blocks();
@@ -3329,19 +3350,27 @@ TEST(post_from_4_threads_fifo_none_lost)
     REQUIRE(evloop_event_add(&g_post.idle, NULL) == 0);
     for (i = 0; i < POST_THREADS; i++)
         REQUIRE(pthread_create(&th[i], NULL, poster_thread, (void *)(intptr_t)i) == 0);
-    CHECK_EQ_INT(evloop_run(g_post.loop, 0), 1);
+    CHECK_EQ_INT(evloop_run(g_post.loop, 0), 1); /* the loop's own posts run too */
     for (i = 0; i < POST_THREADS; i++) {
         void *ret = NULL;
         pthread_join(th[i], &ret);
         CHECK_EQ_INT((intptr_t)ret, 0);
     }
-    CHECK_EQ_INT(g_post.total, POST_THREADS * POST_EACH);
+    CHECK_EQ_INT(g_post.total, POST_THREADS * each);
     CHECK_EQ_INT(g_post.out_of_order, 0);
     CHECK_EQ_INT(g_post.wrong_thread, 0);
-    for (i = 0; i < POST_THREADS; i++) CHECK_EQ_INT(g_post.next[i], POST_EACH);
-    CHECK_LE_INT(live_blocks(), blocks + 8); /* queued posts were released */
+    CHECK_EQ_INT(g_post.failures, 0);
+    for (i = 0; i < POST_THREADS; i++) CHECK_EQ_INT(g_post.next[i], each);
+    CHECK_EQ_INT(g_post.next[POST_THREADS], g_post.own_posted);
+    if (flood) CHECK_GT_INT(g_post.own_posted, 0);
+    if (!flood) CHECK_LE_INT(live_blocks(), blocks + 8); /* queued posts were released */
     evloop_free(g_post.loop);
     close_pair(p);
+}
+
+TEST(post_from_4_threads_fifo_none_lost)
+{
+    run_posters(10000, 0);
 }
 
 static void post_log_fn(void *arg)
@@ -3654,80 +3683,9 @@ TEST(post_reinit_skips_a_post_left_half_done_at_fork)
 }
 #endif
 
-/* Several threads post while the loop is made slow now and then, so the
-   ring fills up and the posts go on through the array; the loop's own
-   thread posts too (tag POST_THREADS). Each thread's posts run in order. */
-#define FLOOD_THREADS 4
-#define FLOOD_EACH    20000
-
-typedef struct flood_state {
-    evloop *loop;
-    evloop_event idle;
-    pthread_t loop_thread;
-    int next[FLOOD_THREADS + 1], own_posted;
-    int total, out_of_order, wrong_thread, failures;
-} flood_state;
-
-static flood_state g_flood;
-
-static void flood_fn(void *arg)
-{
-    uintptr_t v = (uintptr_t)arg;
-    int t = (int)(v >> 20), seq = (int)(v & 0xfffff);
-    if (!pthread_equal(pthread_self(), g_flood.loop_thread)) g_flood.wrong_thread++;
-    if (t < 0 || t > FLOOD_THREADS || seq != g_flood.next[t]) g_flood.out_of_order++;
-    if (t >= 0 && t <= FLOOD_THREADS) g_flood.next[t] = seq + 1;
-    if (t == FLOOD_THREADS) return;
-    if (++g_flood.total % 5000 == 1) sleep_ms(2); /* a slow moment: the ring fills */
-    if (g_flood.total % 97 == 0) {
-        void *own = (void *)(((uintptr_t)FLOOD_THREADS << 20) | (uintptr_t)g_flood.own_posted);
-        if (evloop_post(g_flood.loop, flood_fn, own) == 0)
-            g_flood.own_posted++;
-        else
-            g_flood.failures++;
-    }
-    if (g_flood.total == FLOOD_THREADS * FLOOD_EACH) evloop_event_del(&g_flood.idle);
-}
-
-static void *flood_thread(void *arg)
-{
-    int t = (int)(intptr_t)arg, i;
-    intptr_t failures = 0;
-    for (i = 0; i < FLOOD_EACH; i++) {
-        void *v = (void *)(((uintptr_t)t << 20) | (uintptr_t)i);
-        if (evloop_post(g_flood.loop, flood_fn, v) != 0) failures++;
-    }
-    return (void *)failures;
-}
-
 TEST(post_flood_from_threads_and_loop_thread_fifo)
 {
-    pthread_t th[FLOOD_THREADS];
-    int p[2], i;
-    make_pair(p);
-    memset(&g_flood, 0, sizeof g_flood);
-    g_flood.loop = new_loop();
-    g_flood.loop_thread = pthread_self();
-    REQUIRE(evloop_event_assign(&g_flood.idle, g_flood.loop, p[0], EVLOOP_READ | EVLOOP_PERSIST,
-                                never_cb, NULL) == 0);
-    REQUIRE(evloop_event_add(&g_flood.idle, NULL) == 0);
-    for (i = 0; i < FLOOD_THREADS; i++)
-        REQUIRE(pthread_create(&th[i], NULL, flood_thread, (void *)(intptr_t)i) == 0);
-    CHECK_EQ_INT(evloop_run(g_flood.loop, 0), 1); /* the loop's own posts run too */
-    for (i = 0; i < FLOOD_THREADS; i++) {
-        void *ret = NULL;
-        pthread_join(th[i], &ret);
-        CHECK_EQ_INT((intptr_t)ret, 0);
-    }
-    CHECK_EQ_INT(g_flood.total, FLOOD_THREADS * FLOOD_EACH);
-    CHECK_EQ_INT(g_flood.out_of_order, 0);
-    CHECK_EQ_INT(g_flood.wrong_thread, 0);
-    CHECK_EQ_INT(g_flood.failures, 0);
-    for (i = 0; i < FLOOD_THREADS; i++) CHECK_EQ_INT(g_flood.next[i], FLOOD_EACH);
-    CHECK_EQ_INT(g_flood.next[FLOOD_THREADS], g_flood.own_posted);
-    CHECK_GT_INT(g_flood.own_posted, 0);
-    evloop_free(g_flood.loop);
-    close_pair(p);
+    run_posters(20000, 1);
 }
 
 /*== FD REUSE, CLOSE-ON-EXEC ==*/
