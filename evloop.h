@@ -60,6 +60,8 @@ OPTIONS
    EVLOOP_NO_THREADS          (every file) leave evloop_post out and build
                               without pthread; evloop_exit and evloop_break
                               are then not thread-safe
+   EVLOOP_NO_TSC              (impl. file) never use the x86 cycle counter to
+                              time a burst of adds (see TIME)
    EVLOOP_NO_STDIO            (every file) leave evloop_dump_events and
                               evloop_buffer_add_printf out (no <stdio.h>)
    EVLOOP_NO_STREAMS          (every file) leave the networking layer out:
@@ -108,9 +110,13 @@ ERRORS
 TIME
 
    Timers run on CLOCK_MONOTONIC in nanoseconds. The loop reads the clock once
-   per round, after waiting; a timer added from a callback is measured from a
-   fresh reading taken the first time the callback adds one, so timers never
-   fire early. Timeouts beyond about 100 years are clamped.
+   per round, after waiting. A timeout counts from a reading taken when it is
+   added, so timers never fire early. On x86 with an invariant TSC, adds in
+   quick succession (within ~2 us) carry the last reading forward with the
+   cycle counter instead of calling the clock again; such a timeout may start
+   a few tens of ns after the add returns, never before the call
+   (EVLOOP_NO_TSC: always call the clock). Equal timeouts expire in the order
+   they were added. Timeouts beyond about 100 years are clamped.
 
 LICENSE
 
@@ -609,6 +615,20 @@ typedef struct evloop__slot {
 } evloop__slot;
 #endif
 
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(EVLOOP_NO_TSC)
+#include <cpuid.h>
+#define EVLOOP__HAVE_TSC   1
+#define EVLOOP__TSC_WINDOW 4096 /* cycles a clock reading is carried: ~2 us at 2 GHz */
+typedef struct evloop__tsc {
+    uint64_t at;     /* the counter, read just before the clock reading ns */
+    int64_t ns;      /* the last clock reading evloop__stamp took */
+    uint64_t cal_at; /* where the measurement of the counter's rate started */
+    int64_t cal_ns;
+    uint64_t mult; /* ns per cycle << 20, rounded up; 0 while not known */
+    int usable;    /* the CPU says the counter keeps one rate */
+} evloop__tsc;
+#endif
+
 /*== BACKEND STATE ==*/
 
 #if defined(EVLOOP_BACKEND_EPOLL)
@@ -646,6 +666,9 @@ struct evloop {
     int64_t now;   /* monotonic ns, read once per round */
     int64_t wall;  /* wall ns at `now`, valid if wall_ok */
     int64_t stamp; /* the last start of a timeout (evloop__stamp) */
+#ifdef EVLOOP__HAVE_TSC
+    evloop__tsc tsc;
+#endif
     evloop__fdinfo *fds;
     int nfds;
     int *changes;
@@ -773,13 +796,62 @@ static int64_t evloop__now(const evloop *loop)
     return loop->time_stale ? evloop__clock(CLOCK_MONOTONIC) : loop->now;
 }
 
-/* Where a new timeout starts counting: a fresh reading, so the timeout runs
-   from the moment it is set and never fires early, and later than every
-   start handed out before, so equal timeouts expire in the order they were
-   set even where the clock can read the same twice. */
+#ifdef EVLOOP__HAVE_TSC
+/* The counter must tick at one rate whatever the CPU's speed (CPUID's
+   "invariant TSC"), or carrying a clock reading forward by it means nothing. */
+static int evloop__tsc_usable(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(0x80000007, &a, &b, &c, &d) && (d & (1u << 8));
+}
+
+/* A fresh clock reading ns, taken just after the counter read tsc: the base
+   for the next carries, and a point to measure the counter's rate from. The
+   rate is measured over 1 to 100 ms (longer could span a suspend, where the
+   two part ways) and rounded up by 1/1024 (far above the measurement's own
+   error), so a carried reading errs late, never early. */
+static void evloop__tsc_learn(evloop *loop, uint64_t tsc, int64_t ns)
+{
+    evloop__tsc *k = &loop->tsc;
+    int64_t span = ns - k->cal_ns;
+    k->at = tsc;
+    k->ns = ns;
+    if (k->mult || !k->usable) return;
+    if (!k->cal_ns || span > 100000000 || tsc <= k->cal_at) {
+        k->cal_at = tsc; /* (re)start the measurement */
+        k->cal_ns = ns;
+    } else if (span >= 1000000) {
+        double per = (double)span / (double)(tsc - k->cal_at); /* ns per cycle */
+        if (per < 0.05 || per > 2.0)
+            k->usable = 0; /* not a 0.5-20 GHz counter: do not trust it */
+        else
+            k->mult = (uint64_t)(per * (1.0 + 1.0 / 1024) * 1048576.0) + 1;
+    }
+}
+#endif
+
+/* Where a new timeout starts counting: never before the moment of the call,
+   so the timeout never fires early, and later than every start handed out
+   before, so equal timeouts expire in the order they were set even where
+   the clock can read the same twice. On x86, a clock reading less than
+   EVLOOP__TSC_WINDOW cycles old is carried forward by the cycles counted
+   since (from the counter read before the clock, at a rate rounded up: late
+   by about one clock call at most, never early): a burst of adds pays a
+   clock call (~25 ns under a hypervisor) per window, not per add. */
 static int64_t evloop__stamp(evloop *loop)
 {
-    int64_t t = evloop__clock(CLOCK_MONOTONIC);
+    int64_t t;
+#ifdef EVLOOP__HAVE_TSC
+    uint64_t tsc = __builtin_ia32_rdtsc(), d = tsc - loop->tsc.at;
+    if (loop->tsc.mult && d < EVLOOP__TSC_WINDOW) {
+        t = loop->tsc.ns + (int64_t)((d * loop->tsc.mult) >> 20);
+    } else {
+        t = evloop__clock(CLOCK_MONOTONIC);
+        evloop__tsc_learn(loop, tsc, t);
+    }
+#else
+    t = evloop__clock(CLOCK_MONOTONIC);
+#endif
     if (t <= loop->stamp) t = loop->stamp + 1;
     return loop->stamp = t;
 }
@@ -2293,6 +2365,9 @@ EVLOOP__API evloop *evloop_new(void)
     evloop__init_internal(loop, &loop->exit_ev, evloop__exit_cb, loop);
     evloop__update_time(loop);
     loop->time_stale = 1; /* timers added before the first run read the clock again */
+#ifdef EVLOOP__HAVE_TSC
+    loop->tsc.usable = evloop__tsc_usable();
+#endif
     loop->active = (evloop__queue *)EVLOOP_MALLOC(sizeof *loop->active);
     if (!loop->active) {
         EVLOOP_FREE(loop);

@@ -93,7 +93,7 @@ for cc in $compilers; do
                 $cxx -x c++ -std=c++11 $WARN -pthread -I. -Itests $bf -c tests/$t.c -o "$B/cxx.o"
         done
     done
-    for opt in EVLOOP_NO_SIGNALS EVLOOP_NO_THREADS EVLOOP_NO_STDIO EVLOOP_NO_STREAMS \
+    for opt in EVLOOP_NO_SIGNALS EVLOOP_NO_THREADS EVLOOP_NO_STDIO EVLOOP_NO_STREAMS EVLOOP_NO_TSC \
         "EVLOOP_NO_SIGNALS -DEVLOOP_NO_THREADS -DEVLOOP_NO_STDIO -DEVLOOP_NO_STREAMS"; do
         pt=-pthread
         case "$opt" in *NO_THREADS*) pt= ;; esac
