@@ -183,21 +183,19 @@ typedef int (*evloop_foreach_cb)(const evloop *loop, const evloop_event *ev, voi
 #define EVLOOP_NO_EXIT_ON_EMPTY 0x04 /* keep running when nothing is pending */
 
 /* An event. The type is complete so it can be embedded in your own structs,
-   but its fields are private: use the functions below. 64 bytes on LP64. */
+   but its fields are private: use the functions below. 48 bytes on LP64. */
 struct evloop_event {
     evloop *loop;
     evloop_event_cb cb;
     void *arg;
-    evloop_event *next; /* next event on the same fd or signal */
-    int64_t timeout;    /* restart interval in ns, or a no-timeout/common-queue code */
-    evloop_socket_t fd; /* descriptor, or signal number */
-    int timer_idx;      /* slot in the timer heap or common queue, -1 if none */
-    int active_idx;     /* slot in the active queue, -1 if not active */
-    short events;       /* what the user asked for */
-    short res;          /* what fired, while active */
+    int64_t timeout;      /* restart interval in ns, or a no-timeout/common-queue code */
+    evloop_socket_t fd;   /* descriptor, or signal number */
+    int timer_idx;        /* slot in the timer heap or common queue, -1 if none */
+    int active_idx;       /* slot in the active queue, -1 if not active */
+    unsigned char events; /* what the user asked for (every EVLOOP_ bit fits in 8) */
+    unsigned char res;    /* what fired, while active */
     unsigned char flags;
     unsigned char priority;
-    unsigned char spare[6]; /* fills the padding, so every byte is defined */
 };
 
 /*== THE LOOP ==*/
@@ -554,8 +552,18 @@ enum {
 #define EVLOOP__COMMON_TAG  0x40000000L
 #define EVLOOP__COMMON_MASK 0x70000000L
 
+/* The events on one fd (or one signal), in the order they were added. Most
+   fds have one or two: a lone event sits in place, a second one moves the
+   list to an array that is then kept for reuse, since streams add and delete
+   their write event all the time. Keeping the list here and not as a link in
+   each event is what lets an event fit in 48 bytes. */
 typedef struct evloop__fdinfo {
-    evloop_event *head;   /* events on this fd, in the order they were added */
+    union {
+        evloop_event *one;   /* capl == 0 */
+        evloop_event **many; /* capl > 0: room for 1 << capl */
+    } evs;
+    int n;
+    unsigned char capl;
     unsigned char kmask;  /* interest the backend has now */
     unsigned char queued; /* on the change list */
     unsigned char ready;  /* kqueue: bits gathered from one batch */
@@ -689,7 +697,7 @@ struct evloop {
     evloop_event wake_ev, exit_ev;
     evloop__backend be;
 #ifndef EVLOOP_NO_SIGNALS
-    evloop_event *sig_head[EVLOOP__NSIG];
+    evloop__fdinfo sigs[EVLOOP__NSIG]; /* only the event lists are used */
     int nsigs;
 #endif
 #ifndef EVLOOP_NO_THREADS
@@ -1193,11 +1201,40 @@ static int evloop__fd_reserve(evloop *loop, int fd)
     return 0;
 }
 
-static unsigned evloop__fd_wanted(const evloop__fdinfo *fi)
+static evloop_event **evloop__evs(evloop__fdinfo *fi)
+{
+    return fi->capl ? fi->evs.many : &fi->evs.one;
+}
+
+/* Room for one more event on fi's list; on failure nothing changed. */
+static int evloop__list_reserve(evloop__fdinfo *fi)
+{
+    evloop_event **v;
+    size_t cap = (size_t)1 << fi->capl;
+    if ((size_t)fi->n < cap) return 0;
+    if (fi->capl >= 24) return evloop__fail(ENOMEM);
+    v = (evloop_event **)EVLOOP_REALLOC(fi->capl ? fi->evs.many : NULL, cap * 2 * sizeof *v);
+    if (!v) return evloop__fail(ENOMEM);
+    if (!fi->capl) v[0] = fi->evs.one;
+    fi->evs.many = v;
+    fi->capl++;
+    return 0;
+}
+
+static void evloop__list_remove(evloop__fdinfo *fi, const evloop_event *ev)
+{
+    evloop_event **v = evloop__evs(fi);
+    int i = 0;
+    while (v[i] != ev) i++;
+    for (fi->n--; i < fi->n; i++) v[i] = v[i + 1];
+}
+
+static unsigned evloop__fd_wanted(evloop__fdinfo *fi)
 {
     unsigned m = 0;
-    const evloop_event *ev;
-    for (ev = fi->head; ev; ev = ev->next) m |= (unsigned)ev->events & EVLOOP__FD_BITS;
+    evloop_event **v = evloop__evs(fi);
+    int i;
+    for (i = 0; i < fi->n; i++) m |= (unsigned)v[i]->events & EVLOOP__FD_BITS;
     return (m & EVLOOP__IO_BITS) ? m : 0;
 }
 
@@ -1571,10 +1608,10 @@ static int evloop__be_wait(evloop *loop, int64_t timeout_ns)
 static int evloop__io_start(evloop *loop, evloop_event *ev)
 {
     evloop__fdinfo *fi;
-    evloop_event **link;
     unsigned want;
     if (evloop__fd_reserve(loop, ev->fd) < 0) return -1;
     fi = &loop->fds[ev->fd];
+    if (evloop__list_reserve(fi) < 0) return -1;
     want = evloop__fd_wanted(fi) | ((unsigned)ev->events & EVLOOP__FD_BITS);
     if (!fi->kmask || (ev->flags & EVLOOP__F_NEWFD)) {
         unsigned old = fi->kmask ? fi->kmask | EVLOOP__KMASK_STALE : 0;
@@ -1583,23 +1620,14 @@ static int evloop__io_start(evloop *loop, evloop_event *ev)
     } else if (want != fi->kmask) {
         evloop__fd_queue(loop, ev->fd);
     }
-    for (link = &fi->head; *link; link = &(*link)->next) continue;
-    *link = ev;
-    ev->next = NULL;
+    evloop__evs(fi)[fi->n++] = ev;
     ev->flags = (unsigned char)((ev->flags | EVLOOP__F_IO) & ~EVLOOP__F_NEWFD);
     return 0;
 }
 
-static void evloop__list_unlink(evloop_event **head, evloop_event *ev)
-{
-    while (*head != ev) head = &(*head)->next;
-    *head = ev->next;
-    ev->next = NULL;
-}
-
 static void evloop__io_stop(evloop *loop, evloop_event *ev)
 {
-    evloop__list_unlink(&loop->fds[ev->fd].head, ev);
+    evloop__list_remove(&loop->fds[ev->fd], ev);
     ev->flags &= (unsigned char)~EVLOOP__F_IO;
     evloop__fd_queue(loop, ev->fd);
 }
@@ -1848,20 +1876,19 @@ static void evloop__sig_restore(evloop *loop, int sig)
 
 static int evloop__sig_start(evloop *loop, evloop_event *ev)
 {
-    evloop_event **link = &loop->sig_head[ev->fd];
-    if (!*link && evloop__sig_install(loop, ev->fd) < 0) return -1;
-    while (*link) link = &(*link)->next;
-    *link = ev;
-    ev->next = NULL;
+    evloop__fdinfo *si = &loop->sigs[ev->fd];
+    if (evloop__list_reserve(si) < 0) return -1;
+    if (!si->n && evloop__sig_install(loop, ev->fd) < 0) return -1;
+    evloop__evs(si)[si->n++] = ev;
     ev->flags |= EVLOOP__F_SIG;
     return 0;
 }
 
 static void evloop__sig_stop(evloop *loop, evloop_event *ev)
 {
-    evloop__list_unlink(&loop->sig_head[ev->fd], ev);
+    evloop__list_remove(&loop->sigs[ev->fd], ev);
     ev->flags &= (unsigned char)~EVLOOP__F_SIG;
-    if (!loop->sig_head[ev->fd]) evloop__sig_restore(loop, ev->fd);
+    if (!loop->sigs[ev->fd].n) evloop__sig_restore(loop, ev->fd);
 }
 
 /* Point the handler at this loop's (new) wakeup fd, after evloop_reinit. */
@@ -1869,7 +1896,7 @@ static void evloop__sig_rewire(evloop *loop)
 {
     int sig;
     for (sig = 1; sig < EVLOOP__NSIG; sig++)
-        if (loop->sig_head[sig]) evloop__sig_wakefd[sig] = loop->wake_wr + 1;
+        if (loop->sigs[sig].n) evloop__sig_wakefd[sig] = loop->wake_wr + 1;
 }
 #endif
 
@@ -1946,7 +1973,7 @@ static void evloop__activate(evloop *loop, evloop_event *ev, short res)
     if ((ev->events & EVLOOP_PERSIST) && ev->timeout == EVLOOP__NO_TIMEOUT && ev->active_idx < 0 &&
         (ev->flags & (EVLOOP__F_IO | EVLOOP__F_SIG)) && !(ev->flags & EVLOOP__F_INTERNAL)) {
         /* The common case, a watcher that stays pending: just queue it. */
-        if (evloop__queue_push(loop, ev) == 0) ev->res = res;
+        if (evloop__queue_push(loop, ev) == 0) ev->res = (unsigned char)res;
         return;
     }
     was = evloop__is_live(ev);
@@ -1959,21 +1986,31 @@ static void evloop__activate(evloop *loop, evloop_event *ev, short res)
         return;
     }
     if (ev->active_idx >= 0)
-        ev->res |= res;
+        ev->res |= (unsigned char)res;
     else if (evloop__queue_push(loop, ev) == 0)
-        ev->res = res;
+        ev->res = (unsigned char)res;
     evloop__relive(loop, ev, was);
+}
+
+/* Activate every event on fi's list that wants `bits`. Activating a
+   non-persistent event takes it off the list, and the next one moves into its
+   place. The list is looked up afresh each time: an internal callback runs
+   inside evloop__activate. */
+static void evloop__list_activate(evloop *loop, evloop__fdinfo *fi, unsigned bits)
+{
+    int i = 0;
+    while (i < fi->n) {
+        evloop_event *ev = evloop__evs(fi)[i];
+        unsigned got = bits & (unsigned)ev->events;
+        if (got) evloop__activate(loop, ev, (short)got);
+        if (i < fi->n && evloop__evs(fi)[i] == ev) i++;
+    }
 }
 
 static void evloop__fd_ready(evloop *loop, int fd, unsigned bits)
 {
-    evloop_event *ev, *next;
     if (fd < 0 || fd >= loop->nfds) return;
-    for (ev = loop->fds[fd].head; ev; ev = next) {
-        unsigned got = bits & (unsigned)ev->events & EVLOOP__IO_BITS;
-        next = ev->next;
-        if (got) evloop__activate(loop, ev, (short)got);
-    }
+    evloop__list_activate(loop, &loop->fds[fd], bits & EVLOOP__IO_BITS);
 }
 
 #ifndef EVLOOP_NO_SIGNALS
@@ -1982,13 +2019,9 @@ static void evloop__sig_dispatch(evloop *loop)
     int sig;
     if (!loop->nsigs) return;
     for (sig = 1; sig < EVLOOP__NSIG; sig++) {
-        evloop_event *ev, *next;
-        if (!loop->sig_head[sig] || !evloop__sig_caught[sig]) continue;
+        if (!loop->sigs[sig].n || !evloop__sig_caught[sig]) continue;
         evloop__sig_caught[sig] = 0;
-        for (ev = loop->sig_head[sig]; ev; ev = next) {
-            next = ev->next;
-            evloop__activate(loop, ev, EVLOOP_SIGNAL);
-        }
+        evloop__list_activate(loop, &loop->sigs[sig], EVLOOP_SIGNAL);
     }
 }
 #endif
@@ -2276,15 +2309,14 @@ static void evloop__once_cb(evloop_socket_t fd, short what, void *arg)
 
 /*== TEARDOWN ==*/
 
-static void evloop__detach_list(evloop_event **head, unsigned char flag)
+static void evloop__detach_list(evloop__fdinfo *fi, unsigned char flag)
 {
-    evloop_event *ev, *next;
-    for (ev = *head; ev; ev = next) {
-        next = ev->next;
-        ev->next = NULL;
-        ev->flags &= (unsigned char)~flag;
-    }
-    *head = NULL;
+    evloop_event **v = evloop__evs(fi);
+    int i;
+    for (i = 0; i < fi->n; i++) v[i]->flags &= (unsigned char)~flag;
+    fi->n = 0;
+    if (fi->capl) EVLOOP_FREE(fi->evs.many);
+    fi->capl = 0;
 }
 
 /* Forget every event without telling the kernel: used by evloop_free. The
@@ -2293,11 +2325,12 @@ static void evloop__detach_all(evloop *loop)
 {
     int i, k;
     evloop_event *ev;
-    for (i = 0; i < loop->nfds; i++) evloop__detach_list(&loop->fds[i].head, EVLOOP__F_IO);
+    for (i = 0; i < loop->nfds; i++) evloop__detach_list(&loop->fds[i], EVLOOP__F_IO);
 #ifndef EVLOOP_NO_SIGNALS
     for (i = 1; i < EVLOOP__NSIG; i++) {
-        if (!loop->sig_head[i]) continue;
-        evloop__detach_list(&loop->sig_head[i], EVLOOP__F_SIG);
+        int had = loop->sigs[i].n;
+        evloop__detach_list(&loop->sigs[i], EVLOOP__F_SIG);
+        if (!had) continue;
         evloop__sig_restore(loop, i);
     }
 #endif
@@ -2468,7 +2501,7 @@ EVLOOP__API int evloop_reinit(evloop *loop)
     evloop__sig_rewire(loop);
 #endif
     for (fd = 0; fd < loop->nfds; fd++)
-        if (loop->fds[fd].head && !loop->fds[fd].kmask) evloop__fd_queue(loop, fd);
+        if (loop->fds[fd].n && !loop->fds[fd].kmask) evloop__fd_queue(loop, fd);
     return 0;
 }
 
@@ -2646,6 +2679,15 @@ static int evloop__visit(const evloop *loop, const evloop_event *ev, evloop_fore
     return (ev->flags & EVLOOP__F_INTERNAL) ? 0 : fn(loop, ev, arg);
 }
 
+static int evloop__visit_list(const evloop *loop, evloop__fdinfo *fi, evloop_foreach_cb fn,
+                              void *arg)
+{
+    int i, r;
+    for (i = 0; i < fi->n; i++)
+        if ((r = evloop__visit(loop, evloop__evs(fi)[i], fn, arg))) return r;
+    return 0;
+}
+
 /* Each event is visited from one place only: its fd or signal list if it is
    on one, else the timers, else the active queues. */
 EVLOOP__API int evloop_foreach_event(evloop *loop, evloop_foreach_cb fn, void *arg)
@@ -2654,12 +2696,10 @@ EVLOOP__API int evloop_foreach_event(evloop *loop, evloop_foreach_cb fn, void *a
     int i, k, r;
     if (!loop || !fn) return evloop__fail(EINVAL);
     for (i = 0; i < loop->nfds; i++)
-        for (ev = loop->fds[i].head; ev; ev = ev->next)
-            if ((r = evloop__visit(loop, ev, fn, arg))) return r;
+        if ((r = evloop__visit_list(loop, &loop->fds[i], fn, arg))) return r;
 #ifndef EVLOOP_NO_SIGNALS
     for (i = 1; i < EVLOOP__NSIG; i++)
-        for (ev = loop->sig_head[i]; ev; ev = ev->next)
-            if ((r = evloop__visit(loop, ev, fn, arg))) return r;
+        if ((r = evloop__visit_list(loop, &loop->sigs[i], fn, arg))) return r;
 #endif
     for (i = 0; i < loop->nheap; i++)
         if (!(loop->heap[i].ev->flags & (EVLOOP__F_IO | EVLOOP__F_SIG)) &&
@@ -2869,14 +2909,12 @@ EVLOOP__API int evloop_event_assign(evloop_event *ev, evloop *loop, evloop_socke
     ev->loop = loop;
     ev->cb = cb;
     ev->arg = arg;
-    ev->next = NULL;
     ev->timeout = EVLOOP__NO_TIMEOUT;
     ev->fd = fd;
     ev->timer_idx = ev->active_idx = -1;
-    ev->events = what;
+    ev->events = (unsigned char)what;
     ev->res = 0;
     ev->flags = EVLOOP__F_INIT | EVLOOP__F_NEWFD;
-    memset(ev->spare, 0, sizeof ev->spare);
     ev->priority = (unsigned char)((unsigned)loop->npri / 2);
     return 0;
 }

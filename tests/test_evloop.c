@@ -4444,6 +4444,41 @@ TEST(steady_state_allocates_nothing)
     close_pair(p);
 }
 
+/* Adding a second event to an fd may need memory. If it fails, the add
+   reports ENOMEM and changes nothing: the first event keeps firing. */
+TEST(second_event_on_fd_enomem_keeps_first)
+{
+    long blocks = live_blocks();
+    evloop *loop = new_loop();
+    evloop_event first, second;
+    counter c1, c2;
+    int p[2], r;
+    memset(&c1, 0, sizeof c1);
+    memset(&c2, 0, sizeof c2);
+    make_pair(p);
+    REQUIRE(evloop_event_assign(&first, loop, p[1], EVLOOP_WRITE | EVLOOP_PERSIST, count_cb, &c1) ==
+            0);
+    REQUIRE(evloop_event_assign(&second, loop, p[1], EVLOOP_WRITE, count_cb, &c2) == 0);
+    CHECK_EQ_INT(evloop_event_add(&first, NULL), 0);
+
+    set_alloc_fail(1);
+    errno = 0;
+    r = evloop_event_add(&second, NULL);
+    set_alloc_fail(0);
+    if (r != 0) CHECK(errno == ENOMEM && evloop_event_pending(&second, EVLOOP_WRITE, NULL) == 0);
+    CHECK_EQ_INT(evloop_run(loop, EVLOOP_ONCE | EVLOOP_NONBLOCK), 0);
+    CHECK_EQ_INT(c1.n, 1);
+    CHECK_EQ_INT(c2.n, r == 0);
+
+    CHECK_EQ_INT(evloop_event_add(&second, NULL), 0);
+    CHECK_EQ_INT(evloop_run(loop, EVLOOP_ONCE | EVLOOP_NONBLOCK), 0);
+    CHECK_EQ_INT(c1.n, 2);
+    CHECK_EQ_INT(c2.n, 1 + (r == 0));
+    evloop_free(loop);
+    CHECK_EQ_INT(live_blocks(), blocks);
+    close_pair(p);
+}
+
 #define ENOMEM_N 3000
 static evloop_event enomem_ev[ENOMEM_N];
 
@@ -4651,6 +4686,7 @@ static const harness_test tests[] = {
     HARNESS_TEST(two_loops_are_independent),
     HARNESS_TEST(steady_state_allocates_nothing),
     HARNESS_TEST(enomem_failures_leave_state_unchanged),
+    HARNESS_TEST(second_event_on_fd_enomem_keeps_first),
 };
 
 int main(int argc, char **argv)
