@@ -1201,17 +1201,16 @@ static int evloop__fd_reserve(evloop *loop, int fd)
     return 0;
 }
 
-static evloop_event **evloop__evs(evloop__fdinfo *fi)
+static inline evloop_event **evloop__evs(evloop__fdinfo *fi)
 {
     return fi->capl ? fi->evs.many : &fi->evs.one;
 }
 
 /* Room for one more event on fi's list; on failure nothing changed. */
-static int evloop__list_reserve(evloop__fdinfo *fi)
+static int evloop__list_grow(evloop__fdinfo *fi)
 {
     evloop_event **v;
     size_t cap = (size_t)1 << fi->capl;
-    if ((size_t)fi->n < cap) return 0;
     if (fi->capl >= 24) return evloop__fail(ENOMEM);
     v = (evloop_event **)EVLOOP_REALLOC(fi->capl ? fi->evs.many : NULL, cap * 2 * sizeof *v);
     if (!v) return evloop__fail(ENOMEM);
@@ -1219,6 +1218,11 @@ static int evloop__list_reserve(evloop__fdinfo *fi)
     fi->evs.many = v;
     fi->capl++;
     return 0;
+}
+
+static inline int evloop__list_reserve(evloop__fdinfo *fi)
+{
+    return fi->n < (1 << fi->capl) ? 0 : evloop__list_grow(fi);
 }
 
 static void evloop__list_remove(evloop__fdinfo *fi, const evloop_event *ev)
@@ -1298,7 +1302,7 @@ static void evloop__be_free(evloop *loop)
 static int evloop__be_change(evloop *loop, int fd, unsigned old, unsigned mask)
 {
     struct epoll_event e;
-    int op, retry;
+    int op;
     if (!mask) {
         /* The fd may be closed already, which removed it from the set. */
         if (old) epoll_ctl(loop->be.epfd, EPOLL_CTL_DEL, fd, &e);
@@ -1316,15 +1320,10 @@ static int evloop__be_change(evloop *loop, int fd, unsigned old, unsigned mask)
        what the kernel already has (an event re-assigned to the same fd). */
     op = old && !(old & EVLOOP__KMASK_STALE) ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
     if (epoll_ctl(loop->be.epfd, op, fd, &e) == 0) return 0;
-    if (op == EPOLL_CTL_MOD && errno == ENOENT)
-        retry = EPOLL_CTL_ADD;
-    else if (op == EPOLL_CTL_ADD && errno == EEXIST && (old & ~EVLOOP__KMASK_STALE) == mask)
-        return 0;
-    else if (op == EPOLL_CTL_ADD && errno == EEXIST)
-        retry = EPOLL_CTL_MOD;
-    else
-        return -1;
-    return epoll_ctl(loop->be.epfd, retry, fd, &e);
+    if (errno != (op == EPOLL_CTL_MOD ? ENOENT : EEXIST)) return -1;
+    if (op == EPOLL_CTL_ADD && (old & ~EVLOOP__KMASK_STALE) == mask) return 0;
+    /* MOD of an fd the kernel dropped: ADD; ADD of one it has: MOD. */
+    return epoll_ctl(loop->be.epfd, op == EPOLL_CTL_MOD ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &e);
 }
 
 static int evloop__be_wait(evloop *loop, int64_t timeout_ns)
@@ -2009,8 +2008,15 @@ static void evloop__list_activate(evloop *loop, evloop__fdinfo *fi, unsigned bit
 
 static void evloop__fd_ready(evloop *loop, int fd, unsigned bits)
 {
+    evloop__fdinfo *fi;
     if (fd < 0 || fd >= loop->nfds) return;
-    evloop__list_activate(loop, &loop->fds[fd], bits & EVLOOP__IO_BITS);
+    fi = &loop->fds[fd];
+    bits &= EVLOOP__IO_BITS;
+    if (fi->capl) {
+        evloop__list_activate(loop, fi, bits);
+    } else if (fi->n && (bits & fi->evs.one->events)) { /* the usual: one event */
+        evloop__activate(loop, fi->evs.one, (short)(bits & fi->evs.one->events));
+    }
 }
 
 #ifndef EVLOOP_NO_SIGNALS
@@ -2435,14 +2441,13 @@ EVLOOP__API evloop *evloop_new(void)
 EVLOOP__API void evloop_free(evloop *loop)
 {
     if (!loop) return;
-    while (loop->onces) {
-        evloop__once *o = loop->onces;
-        evloop_event_del(&o->ev);
-        evloop__once_unlink(loop, o);
-        EVLOOP_FREE(o);
-    }
     /* Handlers go back first: until then a signal would write to the wakeup fd. */
     evloop__detach_all(loop);
+    while (loop->onces) { /* detached above, so nothing points at them now */
+        evloop__once *o = loop->onces;
+        loop->onces = o->next;
+        EVLOOP_FREE(o);
+    }
 #ifdef EVLOOP__HAVE_WAKE
     evloop__wake_close(loop);
 #endif

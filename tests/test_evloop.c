@@ -1897,6 +1897,41 @@ TEST(two_read_events_on_one_fd)
     close_pair(p);
 }
 
+/* Five events on one fd, one-shot and persistent mixed: they fire in the
+   order they were added, and one-shots leaving the list in the middle of a
+   round make no event behind them miss its turn. */
+TEST(five_events_on_one_fd_fire_in_order_added)
+{
+    evloop *loop = new_loop();
+    evloop_event ev[5];
+    int p[2], i;
+    static const int all[] = {1, 2, 3, 4, 5}, pers[] = {2, 4}, four[] = {4}, four_one[] = {4, 1};
+    make_pair(p);
+    for (i = 0; i < 5; i++) {
+        short what = (short)(EVLOOP_READ | (i % 2 ? EVLOOP_PERSIST : 0));
+        REQUIRE(evloop_event_assign(&ev[i], loop, p[0], what, order_cb,
+                                    (void *)(intptr_t)(i + 1)) == 0);
+        REQUIRE(evloop_event_add(&ev[i], NULL) == 0);
+    }
+    put(p[1], "x");
+    order_n = 0;
+    CHECK_EQ_INT(evloop_run(loop, EVLOOP_NONBLOCK), 0);
+    check_order(all, 5, "all five");
+    order_n = 0;
+    CHECK_EQ_INT(evloop_run(loop, EVLOOP_NONBLOCK), 0);
+    check_order(pers, 2, "the persistent ones");
+    CHECK_EQ_INT(evloop_event_del(&ev[1]), 0);
+    order_n = 0;
+    CHECK_EQ_INT(evloop_run(loop, EVLOOP_NONBLOCK), 0);
+    check_order(four, 1, "after deleting the first persistent one");
+    REQUIRE(evloop_event_add(&ev[0], NULL) == 0);
+    order_n = 0;
+    CHECK_EQ_INT(evloop_run(loop, EVLOOP_NONBLOCK), 0);
+    check_order(four_one, 2, "a one-shot added again goes last");
+    evloop_free(loop);
+    close_pair(p);
+}
+
 TEST(read_write_in_one_event)
 {
     evloop *loop = new_loop();
@@ -4606,6 +4641,7 @@ static const harness_test tests[] = {
     HARNESS_TEST(event_active_restarts_persistent_timeout),
     HARNESS_TEST(read_and_write_events_on_one_fd),
     HARNESS_TEST(two_read_events_on_one_fd),
+    HARNESS_TEST(five_events_on_one_fd_fire_in_order_added),
     HARNESS_TEST(read_write_in_one_event),
     HARNESS_TEST(events_on_dup_fds),
     HARNESS_TEST(persistent_timeout_restarts_on_activity),

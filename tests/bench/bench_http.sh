@@ -20,9 +20,10 @@
 # cannot. nginx runs from a temporary prefix with its own config (daemon off,
 # so this script owns the process), on a free port; everything it starts is
 # stopped and its files removed on exit. Each server is started fresh for
-# each measurement, its answer checked with curl first; the servers run
-# interleaved (order rotated each round); a wrk run that reports socket
-# errors or non-2xx answers is discarded.
+# each measurement, its answer checked with curl first; the two servers of
+# a configuration run back to back (which goes first alternates each
+# round); a wrk run that reports socket errors or non-2xx answers is
+# discarded.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 
@@ -176,22 +177,20 @@ measure() {
     echo "R http $3 $2 reqs_per_s $rps $4"
 }
 
-rotate() { # K WORDS...
-    local k=$1
-    shift
-    local n=$# i
-    local -a a=("$@")
-    for ((i = 0; i < n; i++)); do printf '%s ' "${a[$(((i + k) % n))]}"; done
-}
-
 for ((r = 0; r < ROUNDS; r++)); do
-    say "round $((r + 1))/$ROUNDS: wrk -t1 -c50 -d$DUR: nginx (1 worker), http_hello, nginx (2 workers), http_hello -t 2"
-    for s in $(rotate "$r" nginx1 evloop1 nginx2 evloop2); do
-        case $s in
-        nginx1) measure nginx1 c50-1core nginx $((r + 1)) ;;
-        evloop1) measure evloop1 c50-1core evloop $((r + 1)) ;;
-        nginx2) measure nginx2 c50-2cores nginx $((r + 1)) ;;
-        evloop2) measure evloop2 c50-2cores evloop $((r + 1)) ;;
-        esac
+    say "round $((r + 1))/$ROUNDS: wrk -t1 -c50 -d$DUR: nginx (1 worker) and http_hello, nginx (2 workers) and http_hello -t 2"
+    # The two servers of a configuration run back to back, so that their
+    # ratio is taken over neighbouring seconds of this noisy machine; which
+    # goes first alternates from round to round.
+    for n in 1 2; do
+        config=c50-1core
+        [ "$n" = 2 ] && config=c50-2cores
+        if ((r % 2 == 0)); then
+            measure "nginx$n" "$config" nginx $((r + 1))
+            measure "evloop$n" "$config" evloop $((r + 1))
+        else
+            measure "evloop$n" "$config" evloop $((r + 1))
+            measure "nginx$n" "$config" nginx $((r + 1))
+        fi
     done
 done
