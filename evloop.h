@@ -62,6 +62,10 @@ OPTIONS
                               are then not thread-safe
    EVLOOP_NO_TSC              (impl. file) never use the x86 cycle counter to
                               time a burst of adds (see TIME)
+
+   A build optimized for size (-Os, __OPTIMIZE_SIZE__) keeps only the general
+   code paths: no inlined short paths for the common cases and no cycle
+   counter: some 600 bytes less code, the same behaviour.
    EVLOOP_NO_STDIO            (every file) leave evloop_dump_events and
                               evloop_buffer_add_printf out (no <stdio.h>)
    EVLOOP_NO_STREAMS          (every file) leave the networking layer out:
@@ -115,7 +119,7 @@ TIME
    quick succession (within ~2 us) carry the last reading forward with the
    cycle counter instead of calling the clock again; such a timeout may start
    a few tens of ns after the add returns, never before the call
-   (EVLOOP_NO_TSC: always call the clock). Equal timeouts expire in the order
+   (EVLOOP_NO_TSC or -Os: always call the clock). Equal timeouts expire in the order
    they were added. Timeouts beyond about 100 years are clamped.
 
 LICENSE
@@ -516,6 +520,23 @@ EVLOOP_DEF int evloop_socketpair(int family, int type, int protocol, evloop_sock
 #define EVLOOP__MAYBE_UNUSED
 #endif
 
+/* The small steps of re-arming and activating an event are folded into
+   their callers: a call each would cost more in saved registers than the
+   step itself. Short paths that repeat what a general path does, for its
+   commonest case, are tested with `if (EVLOOP__SHORT_PATHS && ...)`. When
+   optimizing for size (-Os) neither is done: a call is smaller, and the
+   general paths give the same results. */
+#if defined(__GNUC__) && !defined(__OPTIMIZE_SIZE__)
+#define EVLOOP__HOT static inline __attribute__((always_inline))
+#else
+#define EVLOOP__HOT static
+#endif
+#ifdef __OPTIMIZE_SIZE__
+#define EVLOOP__SHORT_PATHS 0
+#else
+#define EVLOOP__SHORT_PATHS 1
+#endif
+
 #ifdef EVLOOP_STATIC
 #define EVLOOP__API static EVLOOP__MAYBE_UNUSED
 #else
@@ -623,7 +644,8 @@ typedef struct evloop__slot {
 } evloop__slot;
 #endif
 
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(EVLOOP_NO_TSC)
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(EVLOOP_NO_TSC) &&  \
+    !defined(__OPTIMIZE_SIZE__)
 #include <cpuid.h>
 #define EVLOOP__HAVE_TSC   1
 #define EVLOOP__TSC_WINDOW 4096 /* cycles a clock reading is carried: ~2 us at 2 GHz */
@@ -1183,12 +1205,10 @@ static int64_t evloop__timer_deadline(const evloop *loop, const evloop_event *ev
 /*== FD TABLE AND CHANGE LIST ==*/
 
 /* The change list can hold every fd once, so queueing a change never fails. */
-static int evloop__fd_reserve(evloop *loop, int fd)
+static int evloop__fd_grow(evloop *loop, int fd)
 {
     int cap = loop->nfds;
-    void *p;
-    if (fd < loop->nfds) return 0;
-    p = evloop__grow(loop->fds, &cap, fd + 1, sizeof *loop->fds);
+    void *p = evloop__grow(loop->fds, &cap, fd + 1, sizeof *loop->fds);
     if (!p) return -1;
     loop->fds = (evloop__fdinfo *)p;
     if (loop->changes_cap < cap) {
@@ -1199,6 +1219,11 @@ static int evloop__fd_reserve(evloop *loop, int fd)
     memset(loop->fds + loop->nfds, 0, (size_t)(cap - loop->nfds) * sizeof *loop->fds);
     loop->nfds = cap;
     return 0;
+}
+
+EVLOOP__HOT int evloop__fd_reserve(evloop *loop, int fd)
+{
+    return fd < loop->nfds ? 0 : evloop__fd_grow(loop, fd);
 }
 
 static inline evloop_event **evloop__evs(evloop__fdinfo *fi)
@@ -1225,7 +1250,7 @@ static inline int evloop__list_reserve(evloop__fdinfo *fi)
     return fi->n < (1 << fi->capl) ? 0 : evloop__list_grow(fi);
 }
 
-static void evloop__list_remove(evloop__fdinfo *fi, const evloop_event *ev)
+EVLOOP__HOT void evloop__list_remove(evloop__fdinfo *fi, const evloop_event *ev)
 {
     evloop_event **v = evloop__evs(fi);
     int i = 0;
@@ -1233,12 +1258,14 @@ static void evloop__list_remove(evloop__fdinfo *fi, const evloop_event *ev)
     for (fi->n--; i < fi->n; i++) v[i] = v[i + 1];
 }
 
-static unsigned evloop__fd_wanted(evloop__fdinfo *fi)
+EVLOOP__HOT unsigned evloop__fd_wanted(evloop__fdinfo *fi)
 {
     unsigned m = 0;
-    evloop_event **v = evloop__evs(fi);
     int i;
-    for (i = 0; i < fi->n; i++) m |= (unsigned)v[i]->events & EVLOOP__FD_BITS;
+    if (EVLOOP__SHORT_PATHS && !fi->capl)
+        m = fi->n ? fi->evs.one->events & EVLOOP__FD_BITS : 0u;
+    else
+        for (i = 0; i < fi->n; i++) m |= (unsigned)evloop__evs(fi)[i]->events & EVLOOP__FD_BITS;
     return (m & EVLOOP__IO_BITS) ? m : 0;
 }
 
@@ -1299,7 +1326,7 @@ static void evloop__be_free(evloop *loop)
     loop->be.out = NULL;
 }
 
-static int evloop__be_change(evloop *loop, int fd, unsigned old, unsigned mask)
+EVLOOP__HOT int evloop__be_change(evloop *loop, int fd, unsigned old, unsigned mask)
 {
     struct epoll_event e;
     int op;
@@ -1604,7 +1631,7 @@ static int evloop__be_wait(evloop *loop, int64_t timeout_ns)
    the event was assigned since it was last added (the number may now name a
    new file), the backend is told at once so a bad fd fails here, with nothing
    changed. Every other change waits on the change list for the next wait. */
-static int evloop__io_start(evloop *loop, evloop_event *ev)
+EVLOOP__HOT int evloop__io_start(evloop *loop, evloop_event *ev)
 {
     evloop__fdinfo *fi;
     unsigned want;
@@ -1624,7 +1651,7 @@ static int evloop__io_start(evloop *loop, evloop_event *ev)
     return 0;
 }
 
-static void evloop__io_stop(evloop *loop, evloop_event *ev)
+EVLOOP__HOT void evloop__io_stop(evloop *loop, evloop_event *ev)
 {
     evloop__list_remove(&loop->fds[ev->fd], ev);
     ev->flags &= (unsigned char)~EVLOOP__F_IO;
@@ -1634,7 +1661,7 @@ static void evloop__io_stop(evloop *loop, evloop_event *ev)
 /* Tell the backend fd's interest if it changed. Failing here means the fd
    was closed under its events: they cannot fire any more, and the kernel
    holds nothing for it. */
-static void evloop__fd_apply(evloop *loop, int fd)
+EVLOOP__HOT void evloop__fd_apply(evloop *loop, int fd)
 {
     evloop__fdinfo *fi = &loop->fds[fd];
     unsigned want = evloop__fd_wanted(fi);
@@ -1901,8 +1928,6 @@ static void evloop__sig_rewire(evloop *loop)
 
 /*== ACTIVATION AND DISPATCH ==*/
 
-static void evloop__activate(evloop *loop, evloop_event *ev, short res);
-
 static inline void evloop__unpend(evloop *loop, evloop_event *ev)
 {
     if (ev->flags & EVLOOP__F_IO) evloop__io_stop(loop, ev);
@@ -1941,7 +1966,7 @@ static void evloop__queue_shift(evloop__queue *q, int done)
     q->n = w;
 }
 
-static int evloop__queue_push(evloop *loop, evloop_event *ev)
+EVLOOP__HOT int evloop__queue_push(evloop *loop, evloop_event *ev)
 {
     evloop__queue *q = &loop->active[evloop__priority_of(loop, ev)];
     if (q->n == q->cap) {
@@ -1966,16 +1991,9 @@ static void evloop__queue_cancel(evloop *loop, evloop_event *ev)
 /* Queue ev's callback with `res`, or add the bits to the one already queued.
    A non-persistent event stops being pending here; a persistent one with a
    timeout starts its timeout again (timer expiry re-arms it itself). */
-static void evloop__activate(evloop *loop, evloop_event *ev, short res)
+static void evloop__activate_any(evloop *loop, evloop_event *ev, short res)
 {
-    int was;
-    if ((ev->events & EVLOOP_PERSIST) && ev->timeout == EVLOOP__NO_TIMEOUT && ev->active_idx < 0 &&
-        (ev->flags & (EVLOOP__F_IO | EVLOOP__F_SIG)) && !(ev->flags & EVLOOP__F_INTERNAL)) {
-        /* The common case, a watcher that stays pending: just queue it. */
-        if (evloop__queue_push(loop, ev) == 0) ev->res = (unsigned char)res;
-        return;
-    }
-    was = evloop__is_live(ev);
+    int was = evloop__is_live(ev);
     if (!(ev->events & EVLOOP_PERSIST))
         evloop__unpend(loop, ev);
     else if (ev->timeout != EVLOOP__NO_TIMEOUT && !(res & EVLOOP_TIMEOUT))
@@ -1989,6 +2007,21 @@ static void evloop__activate(evloop *loop, evloop_event *ev, short res)
     else if (evloop__queue_push(loop, ev) == 0)
         ev->res = (unsigned char)res;
     evloop__relive(loop, ev, was);
+}
+
+/* The common case gets a short path in each caller: a watcher that stays
+   pending and is not queued yet restarts its timeout, if it has one, and
+   joins the queue. */
+EVLOOP__HOT void evloop__activate(evloop *loop, evloop_event *ev, short res)
+{
+    if (EVLOOP__SHORT_PATHS && (ev->events & EVLOOP_PERSIST) && ev->active_idx < 0 &&
+        (ev->flags & (EVLOOP__F_IO | EVLOOP__F_SIG)) && !(ev->flags & EVLOOP__F_INTERNAL)) {
+        if (ev->timeout != EVLOOP__NO_TIMEOUT && !(res & EVLOOP_TIMEOUT))
+            evloop__restart_timer(loop, ev, evloop__now(loop) + evloop__timer_duration(loop, ev));
+        if (evloop__queue_push(loop, ev) == 0) ev->res = (unsigned char)res;
+        return;
+    }
+    evloop__activate_any(loop, ev, res);
 }
 
 /* Activate every event on fi's list that wants `bits`. Activating a
@@ -2012,7 +2045,7 @@ static void evloop__fd_ready(evloop *loop, int fd, unsigned bits)
     if (fd < 0 || fd >= loop->nfds) return;
     fi = &loop->fds[fd];
     bits &= EVLOOP__IO_BITS;
-    if (fi->capl) {
+    if (!EVLOOP__SHORT_PATHS || fi->capl) {
         evloop__list_activate(loop, fi, bits);
     } else if (fi->n && (bits & fi->evs.one->events)) { /* the usual: one event */
         evloop__activate(loop, fi->evs.one, (short)(bits & fi->evs.one->events));
@@ -2972,7 +3005,7 @@ EVLOOP__API int evloop_event_add(evloop_event *ev, const struct timeval *tv)
     loop = ev->loop;
     /* The busiest case gets a short path: a plain timeout for an event that
        is only a timer and is neither pending nor active. */
-    if (tv && !(ev->events & (EVLOOP__IO_BITS | EVLOOP_SIGNAL)) &&
+    if (EVLOOP__SHORT_PATHS && tv && !(ev->events & (EVLOOP__IO_BITS | EVLOOP_SIGNAL)) &&
         (ev->timer_idx & ev->active_idx) < 0 && evloop__tv_valid(tv) &&
         loop->nheap < loop->heap_warm) {
         ev->timeout = evloop__tv_to_ns(tv);
@@ -3008,7 +3041,7 @@ EVLOOP__API int evloop_event_del(evloop_event *ev)
     loop = ev->loop;
     evloop__unpend(loop, ev);
     if (ev->active_idx >= 0) evloop__queue_cancel(loop, ev);
-    evloop__relive(loop, ev, 1);
+    if (!(ev->flags & EVLOOP__F_INTERNAL)) loop->nlive--;
     return 0;
 }
 

@@ -5,7 +5,7 @@
 #      every backend, two translation units, EVLOOP_STATIC, each EVLOOP_NO_*
 #      option, and the combinations that must refuse to compile
 #   3. the test programs (core, networking layer) on every backend, plain
-#      and under ASan+UBSan, and
+#      and under ASan+UBSan, built for size (-Os) on epoll, and
 #      the system calls the change list makes (epoll, kqueue)
 #   4. the threaded tests under TSan
 #   5. the examples, started and talked to by tests/test_examples.c and
@@ -144,6 +144,11 @@ for b in $BACKENDS; do
     build_suite "asan_streams_$b" test_streams "$b" $san_cc $SAN &
     wait
 done
+# Built for size, the library keeps only its general paths (no short paths,
+# no cycle counter): the same tests must pass.
+build_suite os_epoll test_evloop epoll gcc -Os &
+build_suite os_streams_epoll test_streams epoll gcc -Os &
+wait
 $san_cc -std=c99 $WARN -g -O1 -fsanitize=thread -pthread -I. -Itests -DEVLOOP_BACKEND_EPOLL \
     tests/test_evloop.c -o "$B/tsan_epoll" >"$B/build_tsan.log" 2>&1
 make -s examples >"$B/build_examples.log" 2>&1
@@ -183,6 +188,8 @@ run_pair test_epoll test_poll
 run_pair test_select test_kqueue
 run_pair streams_epoll streams_poll
 run_pair streams_select streams_kqueue
+echo "== test program built for size (-Os: general paths only)"
+run_pair os_epoll os_streams_epoll
 
 echo "== system calls made by the change list"
 for b in epoll kqueue; do
