@@ -980,18 +980,26 @@ static void evloop__heap_up(evloop *loop, int i)
     evloop__heap_up_from(loop->heap, i, loop->heap[i]);
 }
 
+/* Moves down while the smallest child is earlier. A node with all four
+   children, the usual case, finds that child by a small tournament: three
+   comparisons and no loop. Ties go to the first child, as with the loop. */
 static void evloop__heap_down(evloop *loop, int i)
 {
     evloop__timer *heap = loop->heap, t = heap[i];
     const int n = loop->nheap;
     for (;;) {
-        int first = 4 * i + 1, best = i, c, end;
-        int64_t best_at = t.at;
-        if (first >= n) break;
-        end = first + 4 < n ? first + 4 : n;
-        for (c = first; c < end; c++)
-            if (heap[c].at < best_at) best = c, best_at = heap[c].at;
-        if (best == i) break;
+        int c = 4 * i + 1, best;
+        if (c + 4 <= n) {
+            int a = heap[c + 1].at < heap[c].at ? c + 1 : c;
+            int b = heap[c + 3].at < heap[c + 2].at ? c + 3 : c + 2;
+            best = heap[b].at < heap[a].at ? b : a;
+        } else if (c < n) {
+            for (best = c++; c < n; c++)
+                if (heap[c].at < heap[best].at) best = c;
+        } else {
+            break;
+        }
+        if (heap[best].at >= t.at) break;
         evloop__heap_place(heap, i, heap[best]);
         i = best;
     }
