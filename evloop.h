@@ -982,19 +982,21 @@ static void evloop__heap_up(evloop *loop, int i)
 
 /* Moves down while the smallest child is earlier. A node with all four
    children, the usual case, finds that child by a small tournament: three
-   comparisons and no loop. Ties go to the first child, as with the loop. */
+   comparisons and no loop (a short path). Ties go to the first child, as
+   with the loop. */
 static void evloop__heap_down(evloop *loop, int i)
 {
     evloop__timer *heap = loop->heap, t = heap[i];
     const int n = loop->nheap;
     for (;;) {
         int c = 4 * i + 1, best;
-        if (c + 4 <= n) {
+        if (EVLOOP__SHORT_PATHS && c + 4 <= n) {
             int a = heap[c + 1].at < heap[c].at ? c + 1 : c;
             int b = heap[c + 3].at < heap[c + 2].at ? c + 3 : c + 2;
             best = heap[b].at < heap[a].at ? b : a;
         } else if (c < n) {
-            for (best = c++; c < n; c++)
+            int end = c + 4 < n ? c + 4 : n;
+            for (best = c++; c < end; c++)
                 if (heap[c].at < heap[best].at) best = c;
         } else {
             break;
