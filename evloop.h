@@ -62,14 +62,14 @@ OPTIONS
                               are then not thread-safe
    EVLOOP_NO_TSC              (impl. file) never use the x86 cycle counter to
                               time a burst of adds (see TIME)
-
-   A build optimized for size (-Os, __OPTIMIZE_SIZE__) keeps only the general
-   code paths: no inlined short paths for the common cases and no cycle
-   counter: some 600 bytes less code, the same behaviour.
    EVLOOP_NO_STDIO            (every file) leave evloop_dump_events and
                               evloop_buffer_add_printf out (no <stdio.h>)
    EVLOOP_NO_STREAMS          (every file) leave the networking layer out:
                               buffers, streams, the listener, socket utilities
+
+   A build optimized for size (-Os, __OPTIMIZE_SIZE__) keeps only the general
+   code paths: no inlined short paths for the common cases and no cycle
+   counter. It behaves the same with some 600 bytes less code.
 
 BACKENDS
 
@@ -119,8 +119,8 @@ TIME
    quick succession (within ~2 us) carry the last reading forward with the
    cycle counter instead of calling the clock again; such a timeout may start
    a few tens of ns after the add returns, never before the call
-   (EVLOOP_NO_TSC or -Os: always call the clock). Equal timeouts expire in the order
-   they were added. Timeouts beyond about 100 years are clamped.
+   (EVLOOP_NO_TSC or -Os: always call the clock). Equal timeouts expire in
+   the order they were added. Timeouts beyond about 100 years are clamped.
 
 LICENSE
 
@@ -2377,10 +2377,8 @@ static void evloop__detach_all(evloop *loop)
     for (i = 0; i < loop->nfds; i++) evloop__detach_list(&loop->fds[i], EVLOOP__F_IO);
 #ifndef EVLOOP_NO_SIGNALS
     for (i = 1; i < EVLOOP__NSIG; i++) {
-        int had = loop->sigs[i].n;
-        evloop__detach_list(&loop->sigs[i], EVLOOP__F_SIG);
-        if (!had) continue;
-        evloop__sig_restore(loop, i);
+        if (loop->sigs[i].n) evloop__sig_restore(loop, i);
+        evloop__detach_list(&loop->sigs[i], EVLOOP__F_SIG); /* an empty list may keep an array */
     }
 #endif
     for (i = 0; i < loop->nheap; i++) loop->heap[i].ev->timer_idx = -1;
