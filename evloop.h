@@ -714,8 +714,8 @@ struct evloop {
     evloop_event *running;
     evloop__once *onces;
     unsigned char in_run, wall_ok, time_stale;
-    int got_exit, got_break; /* written from other threads: atomics */
-    int wake_rd, wake_wr;    /* wakeup descriptor(s); equal for an eventfd */
+    unsigned got_exit, got_break; /* written from other threads: atomics */
+    int wake_rd, wake_wr;         /* wakeup descriptor(s); equal for an eventfd */
     evloop_event wake_ev, exit_ev;
     evloop__backend be;
 #ifndef EVLOOP_NO_SIGNALS
@@ -734,7 +734,7 @@ struct evloop {
        the cores on every post. */
     char post_gap0[EVLOOP__LINE];
     unsigned post_tail; /* next position to claim, | EVLOOP__OVERFLOW */
-    int wake_sent;      /* a wakeup is in flight */
+    unsigned wake_sent; /* a wakeup is in flight */
     evloop__slot *ring; /* aligned inside ring_mem; NULL until the first post */
     void *ring_mem;
     pthread_mutex_t lock; /* guards posts, owner, in_run, ring_mem */
@@ -747,33 +747,39 @@ struct evloop {
 
 /*== SMALL HELPERS ==*/
 
-/* Sequentially consistent, which the posting protocol needs (see
-   evloop__wake); a load costs the same as an acquire load on x86 and ARMv8. */
-static int evloop__load(const int *p)
+/* The words other threads touch (the exit and break flags, the posting
+   protocol's counters) go through these, all sequentially consistent: the
+   posting protocol's wakeup check is a store followed by a load on each side
+   (a poster claims a position, then reads wake_sent; the loop clears
+   wake_sent, then reads the claim counter), which only such operations keep
+   in order. The loads, the ones on hot paths, compile to plain loads on x86
+   and ARMv8. Without the GNU builtins the posting ring is never made: every
+   post takes the lock, and volatile has to do for what is read unlocked. */
+static unsigned evloop__load(const unsigned *p)
 {
 #ifdef EVLOOP__ATOMIC_OK
     return __atomic_load_n(p, __ATOMIC_SEQ_CST);
 #else
-    return *(const volatile int *)p;
+    return *(const volatile unsigned *)p;
 #endif
 }
 
-static void evloop__store(int *p, int v)
+static void evloop__store(unsigned *p, unsigned v)
 {
 #ifdef EVLOOP__ATOMIC_OK
-    __atomic_store_n(p, v, __ATOMIC_RELEASE);
+    __atomic_store_n(p, v, __ATOMIC_SEQ_CST);
 #else
-    *(volatile int *)p = v;
+    *(volatile unsigned *)p = v;
 #endif
 }
 
-EVLOOP__MAYBE_UNUSED static int evloop__exchange(int *p, int v)
+EVLOOP__MAYBE_UNUSED static unsigned evloop__exchange(unsigned *p, unsigned v)
 {
 #ifdef EVLOOP__ATOMIC_OK
     return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);
 #else
-    int old = *(volatile int *)p;
-    *(volatile int *)p = v;
+    unsigned old = *(volatile unsigned *)p;
+    *(volatile unsigned *)p = v;
     return old;
 #endif
 }
@@ -1739,32 +1745,7 @@ static void evloop__wake_fd(int fd)
 #define EVLOOP__NOINLINE
 #endif
 
-/* The posting protocol's atomics. Its wakeup check is a store followed by a
-   load on each side (a poster claims a position, then reads wake_sent; the
-   loop clears wake_sent, then reads the claim counter), which only
-   sequentially consistent operations keep in order. The loads, the ones on
-   the hot paths, compile to plain acquire loads on x86 and ARMv8. Without
-   the GNU builtins the ring is never made: every post takes the lock, and
-   volatile has to do for what the loop reads unlocked. */
-static unsigned evloop__load_sc(const unsigned *p)
-{
-#ifdef EVLOOP__ATOMIC_OK
-    return __atomic_load_n(p, __ATOMIC_SEQ_CST);
-#else
-    return *(const volatile unsigned *)p;
-#endif
-}
-
-static void evloop__store_sc(unsigned *p, unsigned v)
-{
-#ifdef EVLOOP__ATOMIC_OK
-    __atomic_store_n(p, v, __ATOMIC_SEQ_CST);
-#else
-    *(volatile unsigned *)p = v;
-#endif
-}
-
-static int evloop__cas_sc(unsigned *p, unsigned old, unsigned v)
+static int evloop__cas(unsigned *p, unsigned old, unsigned v)
 {
 #ifdef EVLOOP__ATOMIC_OK
     return __atomic_compare_exchange_n(p, &old, v, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
@@ -2141,7 +2122,7 @@ static evloop__slot *evloop__ring_get(evloop *loop)
    not sleep on it, since its poster may have seen a wakeup in flight. */
 static int evloop__posted(evloop *loop)
 {
-    return loop->batch_pos < loop->nbatch || evloop__load_sc(&loop->post_tail) != loop->post_head;
+    return loop->batch_pos < loop->nbatch || evloop__load(&loop->post_tail) != loop->post_head;
 }
 
 static int evloop__run_batch(evloop *loop)
@@ -2197,7 +2178,7 @@ static void evloop__take_overflow(evloop *loop)
     loop->nbatch = loop->nposts;
     loop->nposts = 0;
     loop->batch_pos = 0;
-    evloop__store_sc(&loop->post_tail, loop->post_head);
+    evloop__store(&loop->post_tail, loop->post_head);
     pthread_mutex_unlock(&loop->lock);
 }
 
@@ -2235,7 +2216,7 @@ static void evloop__posts_after_fork(evloop *loop)
    next round. */
 static int evloop__run_posted(evloop *loop)
 {
-    unsigned stop = evloop__load_sc(&loop->post_tail);
+    unsigned stop = evloop__load(&loop->post_tail);
     int ran;
     if (stop == loop->post_head && loop->batch_pos == loop->nbatch) return 0;
     loop->time_stale = 1;
@@ -2630,12 +2611,12 @@ EVLOOP__API int evloop_break(evloop *loop)
 
 EVLOOP__API int evloop_got_exit(evloop *loop)
 {
-    return loop ? evloop__load(&loop->got_exit) : 0;
+    return loop ? (int)evloop__load(&loop->got_exit) : 0;
 }
 
 EVLOOP__API int evloop_got_break(evloop *loop)
 {
-    return loop ? evloop__load(&loop->got_break) : 0;
+    return loop ? (int)evloop__load(&loop->got_break) : 0;
 }
 
 EVLOOP__API int evloop_gettimeofday_cached(evloop *loop, struct timeval *tv)
@@ -2813,12 +2794,12 @@ static inline int evloop__ring_push(evloop *loop, void (*fn)(void *), void *arg)
     if (!ring) return 0;
     for (;;) {
         int lag;
-        t = evloop__load_sc(&loop->post_tail);
+        t = evloop__load(&loop->post_tail);
         if (t & EVLOOP__OVERFLOW) return 0;
         s = &ring[(t >> 1) & (EVLOOP__RING_SLOTS - 1)];
         lag = evloop__slot_lag(s, t);
         if (lag < 0) return 0;
-        if (lag == 0 && evloop__cas_sc(&loop->post_tail, t, t + 2)) break;
+        if (lag == 0 && evloop__cas(&loop->post_tail, t, t + 2)) break;
     }
     s->fn = fn;
     s->arg = arg;
@@ -2866,7 +2847,7 @@ static int evloop__overflow_push(evloop *loop, void (*fn)(void *), void *arg)
     int rc = -1;
     pthread_mutex_lock(&loop->lock);
     for (;;) {
-        unsigned t = evloop__load_sc(&loop->post_tail);
+        unsigned t = evloop__load(&loop->post_tail);
         if (!(t & EVLOOP__OVERFLOW) && evloop__ring_room(loop, t)) {
             rc = 0;
             break;
@@ -2877,7 +2858,7 @@ static int evloop__overflow_push(evloop *loop, void (*fn)(void *), void *arg)
             if (!p) break;
             loop->posts = (evloop__post *)p;
         }
-        if ((t & EVLOOP__OVERFLOW) || evloop__cas_sc(&loop->post_tail, t, t | EVLOOP__OVERFLOW)) {
+        if ((t & EVLOOP__OVERFLOW) || evloop__cas(&loop->post_tail, t, t | EVLOOP__OVERFLOW)) {
             loop->posts[loop->nposts].fn = fn;
             loop->posts[loop->nposts].arg = arg;
             loop->nposts++;
@@ -2909,7 +2890,7 @@ static EVLOOP__NOINLINE int evloop__post_wake(evloop *loop)
 static int evloop__yield_if_full(evloop *loop)
 {
 #ifdef EVLOOP__ATOMIC_OK
-    if (!evloop__ring_get(loop) || (evloop__load_sc(&loop->post_tail) & EVLOOP__OVERFLOW)) return 0;
+    if (!evloop__ring_get(loop) || (evloop__load(&loop->post_tail) & EVLOOP__OVERFLOW)) return 0;
     sched_yield();
     return 1;
 #else
