@@ -3018,7 +3018,7 @@ EVLOOP__API int evloop_event_add(evloop_event *ev, const struct timeval *tv)
     if (ev->timer_idx >= 0) evloop__timer_stop(loop, ev);
     ev->timeout = timeout;
     if (tv) evloop__timer_start(loop, ev, evloop__stamp(loop) + evloop__timer_duration(loop, ev));
-    if (!was) evloop__relive(loop, ev, 0);
+    evloop__relive(loop, ev, was); /* re-added with NULL, a timer stops being pending */
     return 0;
 }
 

@@ -1253,6 +1253,136 @@ TEST(readd_replaces_timeout)
     close_pair(p);
 }
 
+/* A timer has nothing to wait for without a timeout: adding it with NULL
+   leaves it (or makes it) not pending, and the loop does not wait for it. */
+TEST(timer_added_with_null_is_not_pending)
+{
+    evloop *loop = new_loop();
+    evloop_event fresh, armed;
+    struct timeval t20 = tv_ms(20);
+    REQUIRE(evloop_timer_assign(&fresh, loop, never_cb, NULL) == 0);
+    REQUIRE(evloop_timer_assign(&armed, loop, never_cb, NULL) == 0);
+    CHECK_EQ_INT(evloop_timer_add(&fresh, NULL), 0);
+    CHECK_EQ_INT(evloop_timer_pending(&fresh, NULL), 0);
+    REQUIRE(evloop_timer_add(&armed, &t20) == 0);
+    CHECK_EQ_INT(evloop_timer_add(&armed, NULL), 0);
+    CHECK_EQ_INT(evloop_timer_pending(&armed, NULL), 0);
+    CHECK_EQ_INT(evloop_run(loop, 0), 1); /* nothing pending: returns at once */
+    sleep_ms(30);
+    CHECK_EQ_INT(evloop_run(loop, EVLOOP_NONBLOCK), 1);
+    evloop_free(loop);
+}
+
+/* Random sequences of the calls that make an event pending, active or
+   neither (assign, add with or without a timeout, del, active, remove_timer,
+   once, a round of the loop), some of them made from inside callbacks. After
+   each call the loop's count of live events must match what
+   evloop_foreach_event sees (a count too high makes evloop_run wait forever,
+   one too low makes it return early), and at the end, with every event
+   deleted, evloop_run must return 1 instead of waiting. */
+#define RANDOM_NEV 8
+static struct random_ops {
+    evloop *loop;
+    evloop_event evs[RANDOM_NEV];
+    int assigned[RANDOM_NEV];
+    int pairs[2][2];
+    unsigned seed;
+    int in_cb, done;
+} rops;
+
+static int rops_next(int n)
+{
+    rops.seed = rops.seed * 1103515245u + 12345u;
+    return (int)((rops.seed >> 8) % (unsigned)n);
+}
+
+static int rops_count_fn(const evloop *loop, const evloop_event *ev, void *arg)
+{
+    (void)loop, (void)ev;
+    ++*(int *)arg;
+    return 0;
+}
+
+static void rops_check_count(void)
+{
+    int seen = 0;
+    evloop_foreach_event(rops.loop, rops_count_fn, &seen);
+    CHECK_EQ_INT(seen, rops.loop->nlive);
+}
+
+static void rops_step(void);
+
+static void rops_cb(evloop_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    if (rops.done || rops.in_cb || rops_next(3) != 0) return;
+    rops.in_cb = 1;
+    rops_step();
+    rops.in_cb = 0;
+}
+
+/* A timer, a read or write event on one of the pairs, or a signal event;
+   persistent or not. */
+static void rops_assign(evloop_event *ev)
+{
+    static const short kinds[] = {0, EVLOOP_READ, EVLOOP_WRITE, EVLOOP_SIGNAL};
+    short what = (short)(kinds[rops_next(4)] | (rops_next(2) ? EVLOOP_PERSIST : 0));
+    int fd = rops.pairs[rops_next(2)][0];
+    if (what & EVLOOP_SIGNAL) fd = SIGUSR1;
+    if (!(what & (EVLOOP_READ | EVLOOP_WRITE | EVLOOP_SIGNAL))) fd = -1;
+    CHECK_EQ_INT(evloop_event_assign(ev, rops.loop, fd, what, rops_cb, NULL), 0);
+}
+
+static void rops_step(void)
+{
+    const short all = EVLOOP_READ | EVLOOP_WRITE | EVLOOP_SIGNAL | EVLOOP_TIMEOUT;
+    int i = rops_next(RANDOM_NEV);
+    evloop_event *ev = &rops.evs[i];
+    struct timeval tv = tv_ms(rops_next(3));
+    int op = rops_next(9);
+    if (!rops.assigned[i] || op == 0) {
+        /* only an event neither pending nor active may be assigned again */
+        if (!rops.assigned[i] || !evloop_event_pending(ev, all, NULL)) rops_assign(ev);
+        rops.assigned[i] = 1;
+    } else if (op <= 2) {
+        CHECK_EQ_INT(evloop_event_add(ev, rops_next(2) ? &tv : NULL), 0);
+    } else if (op == 3) {
+        CHECK_EQ_INT(evloop_event_del(ev), 0);
+    } else if (op == 4) {
+        evloop_event_active(ev, EVLOOP_TIMEOUT, 1);
+    } else if (op == 5) {
+        CHECK_EQ_INT(evloop_event_remove_timer(ev), 0);
+    } else if (op == 6) {
+        CHECK_EQ_INT(evloop_once(rops.loop, -1, 0, rops_cb, NULL, rops_next(2) ? &tv : NULL), 0);
+    } else if (op == 7) {
+        put(rops.pairs[rops_next(2)][1], "x");
+    } else if (!rops.in_cb) {
+        evloop_run(rops.loop, EVLOOP_NONBLOCK | EVLOOP_ONCE);
+    }
+    rops_check_count();
+}
+
+TEST(live_count_matches_events_under_random_calls)
+{
+    unsigned seed;
+    int i, step;
+    for (seed = 1; seed <= 150 && !harness_failed(); seed++) {
+        memset(&rops, 0, sizeof rops);
+        rops.seed = seed;
+        rops.loop = new_loop();
+        make_pair(rops.pairs[0]);
+        make_pair(rops.pairs[1]);
+        for (step = 0; step < 150; step++) rops_step();
+        rops.done = 1;
+        for (i = 0; i < RANDOM_NEV; i++)
+            if (rops.assigned[i]) evloop_event_del(&rops.evs[i]);
+        CHECK_EQ_INT(evloop_run(rops.loop, 0), 1); /* once-events fire, then nothing is left */
+        evloop_free(rops.loop);
+        close_pair(rops.pairs[0]);
+        close_pair(rops.pairs[1]);
+    }
+}
+
 TEST(readd_never_registers_twice)
 {
     evloop *loop = new_loop();
@@ -4621,6 +4751,8 @@ static const harness_test tests[] = {
     HARNESS_TEST(fd_at_fd_setsize_per_backend),
     HARNESS_TEST(del_not_pending_returns_0),
     HARNESS_TEST(readd_replaces_timeout),
+    HARNESS_TEST(timer_added_with_null_is_not_pending),
+    HARNESS_TEST(live_count_matches_events_under_random_calls),
     HARNESS_TEST(readd_never_registers_twice),
     HARNESS_TEST(pending_reports_subset_and_wall_expiry),
     HARNESS_TEST(pending_reports_active_bits),
