@@ -500,6 +500,191 @@ TEST(buffer_find_edges)
     CHECK_EQ_INT(live_blocks(), 0);
 }
 
+/* A model of a buffer: the same bytes in one flat array. */
+#define MODEL_CAP (1 << 20)
+static struct buffer_model {
+    unsigned char bytes[MODEL_CAP], scratch[MODEL_CAP];
+    size_t len;
+    unsigned seed;
+} bm;
+
+static size_t bm_next(size_t n)
+{
+    bm.seed = bm.seed * 1103515245u + 12345u;
+    return (bm.seed >> 8) % n;
+}
+
+/* Sizes from none to more than a chunk; bytes from a small alphabet with
+   every EOL byte in it, so lines and near-miss matches are common. */
+static size_t bm_size(void)
+{
+    static const size_t limits[] = {4, 100, 5000, 70000};
+    return bm_next(limits[bm_next(4)]);
+}
+
+static void bm_fill(unsigned char *p, size_t n)
+{
+    static const unsigned char alphabet[] = {'a', 'b', '\r', '\n', '\0', 'x'};
+    while (n--) *p++ = alphabet[bm_next(sizeof alphabet)];
+}
+
+static void bm_append(const unsigned char *p, size_t n)
+{
+    memcpy(bm.bytes + bm.len, p, n);
+    bm.len += n;
+}
+
+static void bm_consume(size_t n)
+{
+    if (n > bm.len) n = bm.len;
+    memmove(bm.bytes, bm.bytes + n, bm.len - n);
+    bm.len -= n;
+}
+
+/* Where the model's first line ends, and its EOL's length; -1: no line. */
+static long bm_eol(enum evloop_eol_style eol, size_t *eol_len)
+{
+    size_t i, j;
+    *eol_len = eol == EVLOOP_EOL_CRLF_STRICT ? 2 : 1;
+    for (i = 0; i < bm.len; i++) {
+        unsigned char b = bm.bytes[i];
+        if (eol == EVLOOP_EOL_ANY && (b == '\r' || b == '\n')) {
+            for (j = i; j < bm.len && (bm.bytes[j] == '\r' || bm.bytes[j] == '\n'); j++) continue;
+            *eol_len = j - i;
+            return (long)i;
+        }
+        if ((eol == EVLOOP_EOL_LF && b == '\n') || (eol == EVLOOP_EOL_NUL && b == '\0'))
+            return (long)i;
+        if (eol == EVLOOP_EOL_CRLF && b == '\n') {
+            if (i > 0 && bm.bytes[i - 1] == '\r') return (*eol_len = 2), (long)i - 1;
+            return (long)i;
+        }
+        if (eol == EVLOOP_EOL_CRLF_STRICT && b == '\r' && i + 1 < bm.len && bm.bytes[i + 1] == '\n')
+            return (long)i;
+    }
+    return -1;
+}
+
+/* One random call on buf (other: a second buffer; sock: a connected pair),
+   the same change made to the model, the results compared. */
+static void bm_step(evloop_buffer *buf, evloop_buffer *other, const int sock[2])
+{
+    unsigned char *tmp = bm.scratch;
+    size_t n = bm_size(), want = n < bm.len ? n : bm.len, k, eol_len, got;
+    int op = (int)bm_next(10);
+    long at;
+    char *line;
+    if (bm.len + 4 * 70000 > MODEL_CAP) op = 2; /* keep the model in bounds */
+    switch (op) {
+    case 0: /* add */
+        bm_fill(tmp, n);
+        CHECK_EQ_INT(evloop_buffer_add(buf, tmp, n), 0);
+        bm_append(tmp, n);
+        break;
+    case 1: /* add_buffer: a few adds to other, then all of it moves over */
+        for (k = 1 + bm_next(3); k > 0; k--) {
+            n = bm_size();
+            bm_fill(tmp, n);
+            REQUIRE(evloop_buffer_add(other, tmp, n) == 0);
+            bm_append(tmp, n);
+        }
+        CHECK_EQ_INT(evloop_buffer_add_buffer(buf, other), 0);
+        CHECK_EQ_INT(evloop_buffer_get_length(other), 0);
+        break;
+    case 2: /* remove, or copyout then drain */
+        if (bm_next(2)) {
+            CHECK_EQ_INT(evloop_buffer_remove(buf, tmp, n), want);
+        } else {
+            CHECK_EQ_INT(evloop_buffer_copyout(buf, tmp, n), want);
+            CHECK_EQ_INT(evloop_buffer_drain(buf, n), 0);
+        }
+        CHECK(memcmp(tmp, bm.bytes, want) == 0);
+        bm_consume(want);
+        break;
+    case 3: /* pullup of some or all */
+        if (bm.len) {
+            long size = bm_next(3) ? (long)bm_next(bm.len + 1) : -1;
+            unsigned char *p = evloop_buffer_pullup(buf, size);
+            if (size) CHECK(p && memcmp(p, bm.bytes, size < 0 ? bm.len : (size_t)size) == 0);
+        }
+        break;
+    case 4: /* find a piece of the contents, or random bytes */
+        k = bm_next(6);
+        if (bm.len && bm_next(2)) {
+            at = (long)bm_next(bm.len);
+            if (k > bm.len - (size_t)at) k = bm.len - (size_t)at;
+            memcpy(tmp, bm.bytes + at, k);
+        } else {
+            bm_fill(tmp, k);
+        }
+        CHECK_EQ_INT(evloop_buffer_find(buf, tmp, k), naive_find(bm.bytes, bm.len, tmp, k));
+        break;
+    case 5:
+    case 6: { /* readln in any style */
+        enum evloop_eol_style eol = (enum evloop_eol_style)bm_next(5);
+        at = bm_eol(eol, &eol_len);
+        got = 12345;
+        line = evloop_buffer_readln(buf, &got, eol);
+        if (at < 0) {
+            CHECK(line == NULL);
+            break;
+        }
+        REQUIRE(line != NULL);
+        CHECK_EQ_INT(got, at);
+        CHECK(memcmp(line, bm.bytes, (size_t)at) == 0 && line[at] == '\0');
+        evloop_mem_free(line);
+        bm_consume((size_t)at + eol_len);
+        break;
+    }
+    case 7: /* write the front to a socket: what arrives is what left */
+        if (!bm.len) break;
+        at = evloop_buffer_write(buf, sock[0]);
+        REQUIRE(at > 0);
+        for (k = 0; k < (size_t)at;) {
+            ssize_t r = read(sock[1], tmp + k, (size_t)at - k);
+            REQUIRE(r > 0);
+            k += (size_t)r;
+        }
+        CHECK(memcmp(tmp, bm.bytes, k) == 0);
+        bm_consume(k);
+        break;
+    default: /* read from a socket, whole or in pieces */
+        n = n > 60000 ? 60000 : n;
+        bm_fill(tmp, n);
+        REQUIRE(write(sock[1], tmp, n) == (ssize_t)n);
+        for (k = 0; k < n;) {
+            int r = evloop_buffer_read(buf, sock[0], bm_next(2) ? -1 : 1 + (int)bm_next(n));
+            REQUIRE(r > 0);
+            bm_append(tmp + k, (size_t)r);
+            k += (size_t)r;
+        }
+        break;
+    }
+    CHECK_EQ_INT(evloop_buffer_get_length(buf), bm.len);
+}
+
+TEST(buffer_matches_byte_model_under_random_calls)
+{
+    unsigned seed;
+    int step, sock[2];
+    unix_pair(sock);
+    REQUIRE(evloop_make_socket_nonblocking(sock[0]) == 0);
+    for (seed = 1; seed <= 100 && !harness_failed(); seed++) {
+        evloop_buffer *buf = evloop_buffer_new(), *other = evloop_buffer_new();
+        REQUIRE(buf && other);
+        bm.len = 0;
+        bm.seed = seed;
+        for (step = 0; step < 300 && !harness_failed(); step++) bm_step(buf, other, sock);
+        CHECK_EQ_INT(evloop_buffer_remove(buf, bm.scratch, bm.len + 1), bm.len);
+        CHECK(memcmp(bm.scratch, bm.bytes, bm.len) == 0);
+        evloop_buffer_free(buf);
+        evloop_buffer_free(other);
+    }
+    close(sock[0]);
+    close(sock[1]);
+    CHECK_EQ_INT(live_blocks(), 0);
+}
+
 #define TEXT(s) s, sizeof(s) - 1 /* a literal and its length, NULs included */
 
 typedef struct eol_case {
@@ -2450,6 +2635,7 @@ static const harness_test tests[] = {
     HARNESS_TEST(buffer_pullup_larger_than_first_chunk),
     HARNESS_TEST(buffer_find_matches_naive_search),
     HARNESS_TEST(buffer_find_edges),
+    HARNESS_TEST(buffer_matches_byte_model_under_random_calls),
     HARNESS_TEST(readln_eol_any),
     HARNESS_TEST(readln_eol_crlf),
     HARNESS_TEST(readln_eol_crlf_strict),
