@@ -2773,6 +2773,121 @@ TEST(common_timeout_delete_from_middle)
     evloop_free(loop);
 }
 
+/* Random timers, in the heap and in three common-timeout queues, some
+   persistent, added again and deleted between rounds and from callbacks.
+   A timer's deadline lies between the clock read before its add and the one
+   after, plus its duration; each callback checks that its timer did not fire
+   before that window, nor after one whose window lies wholly later. */
+#define RANDOM_NT 40
+static struct random_timers {
+    evloop *loop;
+    evloop_event evs[RANDOM_NT];
+    int64_t lo[RANDOM_NT], hi[RANDOM_NT], period[RANDOM_NT]; /* microseconds */
+    int pending[RANDOM_NT], persist[RANDOM_NT], stale[RANDOM_NT];
+    const struct timeval *common[3];
+    int64_t last_lo; /* the window start of the timer that fired last, -1: none */
+    unsigned seed;
+    int fired, ending;
+} rtm;
+
+static int rnd_timer_next(int n)
+{
+    rtm.seed = rtm.seed * 1103515245u + 12345u;
+    return (int)((rtm.seed >> 8) % (unsigned)n);
+}
+
+/* Adds timer j with a random duration, plain or common. An add does not
+   undo an activation that came before it: a timer already queued to run
+   this round is marked stale, and its next callback is not checked. */
+static void rnd_timer_add(int j)
+{
+    struct timeval tv;
+    const struct timeval *use = &tv;
+    int64_t d;
+    if (rnd_timer_next(3) == 0) {
+        int c = rnd_timer_next(3);
+        use = rtm.common[c];
+        d = 3000 * (c + 1);
+    } else {
+        d = rnd_timer_next(15000);
+        tv = tv_ms(0);
+        tv.tv_usec = (suseconds_t)d;
+    }
+    rtm.stale[j] = rtm.evs[j].active_idx >= 0;
+    rtm.lo[j] = mono_us() + d;
+    REQUIRE(evloop_event_add(&rtm.evs[j], use) == 0);
+    rtm.hi[j] = mono_us() + d;
+    rtm.period[j] = d;
+    rtm.pending[j] = 1;
+}
+
+static void rnd_timer_cb(evloop_socket_t fd, short what, void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    int64_t now = mono_us();
+    (void)fd;
+    if (rtm.stale[i]) {
+        rtm.stale[i] = 0;
+        return;
+    }
+    rtm.fired++;
+    CHECK_EQ_INT(what, EVLOOP_TIMEOUT);
+    CHECK(rtm.pending[i]);
+    CHECK_GE_INT(now, rtm.lo[i]);
+    if (rtm.last_lo >= 0) CHECK_LE_INT(rtm.last_lo, rtm.hi[i]);
+    rtm.last_lo = rtm.lo[i];
+    rtm.pending[i] = rtm.persist[i];
+    if (rtm.persist[i]) { /* the next period starts at the deadline, or now if late */
+        rtm.lo[i] += rtm.period[i];
+        rtm.hi[i] = (now > rtm.hi[i] ? now : rtm.hi[i]) + rtm.period[i];
+        if (rtm.ending || rnd_timer_next(4) == 0) {
+            evloop_event_del(&rtm.evs[i]);
+            rtm.pending[i] = 0;
+        }
+    }
+    if (!rtm.ending && rnd_timer_next(5) == 0) rnd_timer_add(rnd_timer_next(RANDOM_NT));
+}
+
+TEST(timers_never_early_and_in_order_under_random_calls)
+{
+    struct timeval durations[3];
+    int i, k, step;
+    unsigned seed;
+    for (seed = 1; seed <= 12 && !harness_failed(); seed++) {
+        memset(&rtm, 0, sizeof rtm);
+        rtm.seed = seed;
+        rtm.loop = new_loop();
+        for (k = 0; k < 3; k++) {
+            durations[k] = tv_ms(3 * (k + 1));
+            REQUIRE((rtm.common[k] = evloop_init_common_timeout(rtm.loop, &durations[k])) != NULL);
+        }
+        for (i = 0; i < RANDOM_NT; i++) {
+            rtm.persist[i] = rnd_timer_next(4) == 0;
+            REQUIRE(evloop_event_assign(&rtm.evs[i], rtm.loop, -1,
+                                        rtm.persist[i] ? EVLOOP_PERSIST : 0, rnd_timer_cb,
+                                        (void *)(intptr_t)i) == 0);
+        }
+        for (step = 0; step < 120; step++) {
+            int j = rnd_timer_next(RANDOM_NT), op = rnd_timer_next(4);
+            if (op <= 1) {
+                rnd_timer_add(j);
+            } else if (op == 2) {
+                CHECK_EQ_INT(evloop_event_del(&rtm.evs[j]), 0);
+                rtm.pending[j] = 0;
+            } else {
+                rtm.last_lo = -1; /* a timer added since may well fire first */
+                CHECK_GE_INT(evloop_run(rtm.loop, EVLOOP_NONBLOCK), 0);
+            }
+        }
+        rtm.ending = 1; /* no more adds; persistent timers end at their next call */
+        rtm.last_lo = -1;
+        CHECK_EQ_INT(evloop_run(rtm.loop, 0), 1); /* the one-shot timers left all fire */
+        for (i = 0; i < RANDOM_NT; i++) CHECK(!rtm.pending[i]);
+        CHECK_GT_INT(rtm.fired, 0);
+        evloop_free(rtm.loop);
+    }
+}
+
 TEST(common_timeout_readd_moves_to_back)
 {
     evloop *loop = new_loop();
@@ -4794,6 +4909,7 @@ static const harness_test tests[] = {
     HARNESS_TEST(common_timeout_same_round_deadline_order),
     HARNESS_TEST(common_timeout_delete_from_middle),
     HARNESS_TEST(common_timeout_readd_moves_to_back),
+    HARNESS_TEST(timers_never_early_and_in_order_under_random_calls),
     HARNESS_TEST(common_timeout_persistent_repeats),
     HARNESS_TEST(common_timeout_limit_256),
     HARNESS_TEST(common_timeout_of_other_loop_einval),
