@@ -91,6 +91,14 @@ static void harness_fail(const char *file, int line, const char *fmt, ...)
     pthread_mutex_unlock(&harness__lock);
 }
 
+/* A small deterministic generator for tests that try many combinations:
+   advances *state and returns a number in 0..n-1 (n > 0). */
+static HARNESS_UNUSED unsigned harness_rand(unsigned *state, unsigned n)
+{
+    *state = *state * 1103515245u + 12345u;
+    return (*state >> 8) % n;
+}
+
 /* Number of failed checks so far in this test (lets a test stop early). */
 static HARNESS_UNUSED int harness_failed(void)
 {

@@ -1292,8 +1292,7 @@ static struct random_ops {
 
 static int rops_next(int n)
 {
-    rops.seed = rops.seed * 1103515245u + 12345u;
-    return (int)((rops.seed >> 8) % (unsigned)n);
+    return (int)harness_rand(&rops.seed, (unsigned)n);
 }
 
 static int rops_count_fn(const evloop *loop, const evloop_event *ev, void *arg)
@@ -2792,8 +2791,7 @@ static struct random_timers {
 
 static int rnd_timer_next(int n)
 {
-    rtm.seed = rtm.seed * 1103515245u + 12345u;
-    return (int)((rtm.seed >> 8) % (unsigned)n);
+    return (int)harness_rand(&rtm.seed, (unsigned)n);
 }
 
 /* Adds timer j with a random duration, plain or common. An add does not

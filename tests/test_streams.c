@@ -510,8 +510,7 @@ static struct buffer_model {
 
 static size_t bm_next(size_t n)
 {
-    bm.seed = bm.seed * 1103515245u + 12345u;
-    return (bm.seed >> 8) % n;
+    return harness_rand(&bm.seed, (unsigned)n);
 }
 
 /* Sizes from none to more than a chunk; bytes from a small alphabet with
@@ -1437,6 +1436,138 @@ TEST(stream_write_low_watermark)
 
 /* A peer that never reads: the writer is refused with ENOBUFS at the write
    high watermark instead of growing its output without bound. */
+/* Two streams on one connection, random calls on both while the loop runs:
+   writes of any size (refused ones must leave the output as it was), read
+   and write watermarks set and cleared, reading enabled and disabled, input
+   drained in random amounts from the read callback and from outside. Every
+   byte must arrive once and in order, then exactly one EOF. */
+static struct random_streams {
+    evloop_stream *tx, *rx;
+    size_t total, sent, got, tx_high;
+    unsigned seed;
+    int eofs, errors;
+    unsigned char block[70000];
+} rs;
+
+static size_t rs_next(size_t n)
+{
+    return harness_rand(&rs.seed, (unsigned)n);
+}
+
+static void rs_take(size_t n)
+{
+    size_t i, r = evloop_stream_read(rs.rx, rs.block, n < sizeof rs.block ? n : sizeof rs.block);
+    for (i = 0; i < r; i++)
+        if (rs.block[i] != pattern_byte(0, rs.got + i)) break;
+    CHECK_EQ_INT(i, r); /* the first wrong byte, if any */
+    rs.got += r;
+}
+
+static void rs_push(void)
+{
+    evloop_buffer *out = evloop_stream_get_output(rs.tx);
+    size_t n = rs_next(rs_next(2) ? 300 : sizeof rs.block), before = evloop_buffer_get_length(out);
+    if (n > rs.total - rs.sent) n = rs.total - rs.sent;
+    fill_pattern(rs.block, n, 0, rs.sent);
+    if (evloop_stream_write(rs.tx, rs.block, n) == 0) {
+        rs.sent += n;
+    } else {
+        CHECK_EQ_INT(errno, ENOBUFS);
+        CHECK(rs.tx_high && before + n > rs.tx_high); /* refused only past the mark */
+        CHECK_EQ_INT(evloop_buffer_get_length(out), before);
+    }
+}
+
+static void rs_read(evloop_stream *s, void *arg)
+{
+    (void)s, (void)arg;
+    rs_take(rs_next(40000));
+}
+
+static void rs_write(evloop_stream *s, void *arg)
+{
+    (void)s, (void)arg;
+    if (rs_next(2)) rs_push();
+}
+
+static void rs_event(evloop_stream *s, short what, void *arg)
+{
+    (void)arg;
+    if (s == rs.rx && what == (EVLOOP_STREAM_READING | EVLOOP_STREAM_EOF))
+        rs.eofs++;
+    else
+        rs.errors++;
+}
+
+/* One random call, or none; then a round of the loop. */
+static void rs_step(evloop *loop)
+{
+    size_t low = rs_next(5000), high = rs_next(2) ? 0 : rs_next(200000);
+    switch (rs_next(8)) {
+    case 0:
+        rs_push();
+        break;
+    case 1:
+        if (rs_next(3))
+            evloop_stream_enable(rs.rx, EVLOOP_READ);
+        else
+            evloop_stream_disable(rs.rx, EVLOOP_READ);
+        break;
+    case 2:
+        evloop_stream_setwatermark(rs.rx, EVLOOP_READ, rs_next(2) ? low : 0, high / 2);
+        break;
+    case 3:
+        evloop_stream_setwatermark(rs.tx, EVLOOP_WRITE, low, high);
+        rs.tx_high = high && high < low ? low : high; /* a high mark below the low one is raised */
+        break;
+    case 4:
+        rs_take(rs_next(100000));
+        break;
+    default:
+        break;
+    }
+    evloop_run(loop, EVLOOP_NONBLOCK);
+}
+
+TEST(streams_deliver_every_byte_under_random_calls)
+{
+    unsigned seed;
+    int fds[2], round;
+    for (seed = 1; seed <= 20 && !harness_failed(); seed++) {
+        evloop *loop = new_loop();
+        memset(&rs, 0, sizeof rs);
+        rs.seed = seed;
+        rs.total = rs_next(2000000);
+        unix_pair(fds);
+        rs.tx = evloop_stream_new(loop, fds[0], EVLOOP_STREAM_CLOSE_ON_FREE);
+        rs.rx = evloop_stream_new(loop, fds[1], EVLOOP_STREAM_CLOSE_ON_FREE);
+        REQUIRE(rs.tx && rs.rx);
+        evloop_stream_setcb(rs.tx, NULL, rs_write, rs_event, NULL);
+        evloop_stream_setcb(rs.rx, rs_read, NULL, rs_event, NULL);
+        evloop_stream_enable(rs.rx, EVLOOP_READ);
+        for (round = 0; round < 2000 && rs.sent < rs.total; round++) rs_step(loop);
+        /* then the rest with no limits, taking all there is */
+        evloop_stream_setwatermark(rs.tx, EVLOOP_WRITE, 0, 0);
+        rs.tx_high = 0;
+        evloop_stream_setwatermark(rs.rx, EVLOOP_READ, 0, 0);
+        evloop_stream_enable(rs.rx, EVLOOP_READ);
+        while (rs.sent < rs.total) rs_push();
+        for (round = 0; round < 10000 && rs.got < rs.total && !harness_failed(); round++) {
+            rs_take(SIZE_MAX);
+            evloop_run(loop, EVLOOP_NONBLOCK);
+        }
+        CHECK_EQ_INT(rs.got, rs.total);
+        evloop_stream_free(rs.tx);
+        for (round = 0; round < 100 && !rs.eofs; round++) evloop_run(loop, EVLOOP_NONBLOCK);
+        CHECK_EQ_INT(rs.eofs, 1);
+        CHECK_EQ_INT(rs.errors, 0);
+        CHECK_EQ_INT(evloop_buffer_get_length(evloop_stream_get_input(rs.rx)), 0);
+        evloop_stream_free(rs.rx);
+        free_loop_check(loop);
+    }
+    CHECK_EQ_INT(live_blocks(), 0);
+}
+
 TEST(stream_write_high_watermark_refuses_with_enobufs)
 {
     evloop *loop = new_loop();
@@ -2659,6 +2790,7 @@ static const harness_test tests[] = {
     HARNESS_TEST(stream_read_high_watermark_bounds_input),
     HARNESS_TEST(stream_write_low_watermark),
     HARNESS_TEST(stream_write_high_watermark_refuses_with_enobufs),
+    HARNESS_TEST(streams_deliver_every_byte_under_random_calls),
     HARNESS_TEST(stream_half_close_delivers_data_then_one_eof),
     HARNESS_TEST(stream_reset_reports_read_error),
     HARNESS_TEST(stream_write_to_closed_peer_reports_error_without_sigpipe),
