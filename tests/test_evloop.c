@@ -1285,6 +1285,7 @@ static struct random_ops {
     evloop *loop;
     evloop_event evs[RANDOM_NEV];
     int assigned[RANDOM_NEV];
+    int armed[RANDOM_NEV]; /* added or activated since last deleted or assigned */
     int pairs[2][2];
     unsigned seed;
     int in_cb, done;
@@ -1311,9 +1312,18 @@ static void rops_check_count(void)
 
 static void rops_step(void);
 
+/* arg: 1 + the event's index, or 0 for a once-event. A deleted event's
+   callback does not run until it is added or activated again, and reports
+   only what the event asked for (or a timeout). */
 static void rops_cb(evloop_socket_t fd, short what, void *arg)
 {
-    (void)fd, (void)what, (void)arg;
+    int i = (int)(intptr_t)arg - 1;
+    (void)fd;
+    CHECK(what != 0);
+    if (i >= 0) {
+        CHECK(rops.armed[i]);
+        CHECK_EQ_INT(what & ~(rops.evs[i].events | EVLOOP_TIMEOUT), 0);
+    }
     if (rops.done || rops.in_cb || rops_next(3) != 0) return;
     rops.in_cb = 1;
     rops_step();
@@ -1322,14 +1332,17 @@ static void rops_cb(evloop_socket_t fd, short what, void *arg)
 
 /* A timer, a read or write event on one of the pairs, or a signal event;
    persistent or not. */
-static void rops_assign(evloop_event *ev)
+static void rops_assign(int i)
 {
+    evloop_event *ev = &rops.evs[i];
     static const short kinds[] = {0, EVLOOP_READ, EVLOOP_WRITE, EVLOOP_SIGNAL};
     short what = (short)(kinds[rops_next(4)] | (rops_next(2) ? EVLOOP_PERSIST : 0));
     int fd = rops.pairs[rops_next(2)][0];
     if (what & EVLOOP_SIGNAL) fd = SIGUSR1;
     if (!(what & (EVLOOP_READ | EVLOOP_WRITE | EVLOOP_SIGNAL))) fd = -1;
-    CHECK_EQ_INT(evloop_event_assign(ev, rops.loop, fd, what, rops_cb, NULL), 0);
+    CHECK_EQ_INT(evloop_event_assign(ev, rops.loop, fd, what, rops_cb, (void *)(intptr_t)(i + 1)),
+                 0);
+    rops.armed[i] = 0;
 }
 
 static void rops_step(void)
@@ -1341,14 +1354,17 @@ static void rops_step(void)
     int op = rops_next(9);
     if (!rops.assigned[i] || op == 0) {
         /* only an event neither pending nor active may be assigned again */
-        if (!rops.assigned[i] || !evloop_event_pending(ev, all, NULL)) rops_assign(ev);
+        if (!rops.assigned[i] || !evloop_event_pending(ev, all, NULL)) rops_assign(i);
         rops.assigned[i] = 1;
     } else if (op <= 2) {
         CHECK_EQ_INT(evloop_event_add(ev, rops_next(2) ? &tv : NULL), 0);
+        rops.armed[i] = 1;
     } else if (op == 3) {
         CHECK_EQ_INT(evloop_event_del(ev), 0);
+        rops.armed[i] = 0;
     } else if (op == 4) {
         evloop_event_active(ev, EVLOOP_TIMEOUT, 1);
+        rops.armed[i] = 1;
     } else if (op == 5) {
         CHECK_EQ_INT(evloop_event_remove_timer(ev), 0);
     } else if (op == 6) {
