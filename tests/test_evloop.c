@@ -1275,7 +1275,8 @@ TEST(timer_added_with_null_is_not_pending)
 
 /* Random sequences of the calls that make an event pending, active or
    neither (assign, add with or without a timeout, del, active, remove_timer,
-   once, a round of the loop), some of them made from inside callbacks. After
+   once, a change of priority, a round of the loop), some of them made from
+   inside callbacks. After
    each call the loop's count of live events must match what
    evloop_foreach_event sees (a count too high makes evloop_run wait forever,
    one too low makes it return early), and at the end, with every event
@@ -1351,7 +1352,7 @@ static void rops_step(void)
     int i = rops_next(RANDOM_NEV);
     evloop_event *ev = &rops.evs[i];
     struct timeval tv = tv_ms(rops_next(3));
-    int op = rops_next(9);
+    int op = rops_next(10);
     if (!rops.assigned[i] || op == 0) {
         /* only an event neither pending nor active may be assigned again */
         if (!rops.assigned[i] || !evloop_event_pending(ev, all, NULL)) rops_assign(i);
@@ -1371,6 +1372,9 @@ static void rops_step(void)
         CHECK_EQ_INT(evloop_once(rops.loop, -1, 0, rops_cb, NULL, rops_next(2) ? &tv : NULL), 0);
     } else if (op == 7) {
         put(rops.pairs[rops_next(2)][1], "x");
+    } else if (op == 8) {
+        if (evloop_event_priority_set(ev, rops_next(3)) < 0)
+            CHECK_EQ_INT(errno, EBUSY); /* active */
     } else if (!rops.in_cb) {
         evloop_run(rops.loop, EVLOOP_NONBLOCK | EVLOOP_ONCE);
     }
@@ -1385,6 +1389,7 @@ TEST(live_count_matches_events_under_random_calls)
         memset(&rops, 0, sizeof rops);
         rops.seed = seed;
         rops.loop = new_loop();
+        REQUIRE(evloop_priority_init(rops.loop, 3) == 0);
         make_pair(rops.pairs[0]);
         make_pair(rops.pairs[1]);
         for (step = 0; step < 150; step++) rops_step();
