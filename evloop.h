@@ -3481,7 +3481,11 @@ static ssize_t evloop__sendv(int fd, struct iovec *iov, int niov, int *kind)
         struct msghdr m;
         memset(&m, 0, sizeof m);
         m.msg_iov = iov;
+#ifdef __GNUC__
+        m.msg_iovlen = (__typeof__(m.msg_iovlen))niov; /* size_t in glibc, int in others */
+#else
         m.msg_iovlen = niov;
+#endif
         do r = sendmsg(fd, &m, MSG_NOSIGNAL);
         while (r < 0 && errno == EINTR);
         if (r >= 0 || errno != ENOTSOCK) {

@@ -18,6 +18,8 @@ cd "$(dirname "$0")/.."
 B=build/test
 mkdir -p "$B"
 WARN="-Wall -Wextra -Wpedantic -Werror"
+STRICT="-Wshadow -Wconversion -Wsign-conversion -Wcast-qual -Wstrict-prototypes -Wmissing-prototypes
+    -Wundef -Wcast-align -Wformat=2 -Wdouble-promotion"
 BACKENDS="epoll poll select kqueue"
 passed=0 failed=0 skipped=0
 
@@ -101,6 +103,12 @@ for cc in $compilers; do
             sh -c "$cc -std=c99 $WARN $pt -I. -D$opt tests/compile/minimal.c -o $B/min && $B/min"
         check "$cxx -D$opt compiles as C++" \
             $cxx -x c++ -std=c++11 $WARN -I. -D$opt -c tests/compile/minimal.c -o "$B/min.o"
+    done
+    # Users build with stricter warnings than ours: the implementation stays
+    # clean under the common extra ones too.
+    for b in $BACKENDS; do
+        check "$cc $b: implementation clean under -Wconversion -Wsign-conversion -Wshadow and more" \
+            $cc -std=c99 $WARN $STRICT -pthread -I. $(backend_flags "$b") -c tests/compile/minimal.c -o "$B/min.o"
     done
     check "$cc two translation units link and run" \
         sh -c "$cc -std=c99 $WARN -pthread -I. tests/compile/tu_impl.c tests/compile/tu_other.c -o $B/tu && $B/tu"
