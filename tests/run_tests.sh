@@ -127,7 +127,7 @@ for cc in $compilers; do
     check "$cc kqueue test double passes its self-test" \
         sh -c "$cc -std=c99 $WARN -Itests/kqueue tests/kqueue/kqemu_selftest.c -o $B/kqst && $B/kqst"
     for ex in examples/*.c; do
-        check "$cc builds $ex warning-free" $cc -std=c99 $WARN -pthread -I. "$ex" -o "$B/ex"
+        check "$cc builds $ex warning-free, strict warnings too" $cc -std=c99 $WARN $STRICT -pthread -I. "$ex" -o "$B/ex"
     done
 done
 
