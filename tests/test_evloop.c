@@ -1276,11 +1276,10 @@ TEST(timer_added_with_null_is_not_pending)
 /* Random sequences of the calls that make an event pending, active or
    neither (assign, add with or without a timeout, del, active, remove_timer,
    once, a change of priority, a round of the loop), some of them made from
-   inside callbacks. After
-   each call the loop's count of live events must match what
-   evloop_foreach_event sees (a count too high makes evloop_run wait forever,
-   one too low makes it return early), and at the end, with every event
-   deleted, evloop_run must return 1 instead of waiting. */
+   inside callbacks. After each call the loop's count of live events must
+   match what evloop_foreach_event sees (a count too high makes evloop_run
+   wait forever, one too low makes it return early), and at the end, with
+   every event deleted, evloop_run must return 1 instead of waiting. */
 #define RANDOM_NEV 8
 static struct random_ops {
     evloop *loop;
@@ -2810,7 +2809,7 @@ static struct random_timers {
     int fired, ending;
 } rtm;
 
-static int rnd_timer_next(int n)
+static int rtm_next(int n)
 {
     return (int)harness_rand(&rtm.seed, (unsigned)n);
 }
@@ -2818,17 +2817,17 @@ static int rnd_timer_next(int n)
 /* Adds timer j with a random duration, plain or common. An add does not
    undo an activation that came before it: a timer already queued to run
    this round is marked stale, and its next callback is not checked. */
-static void rnd_timer_add(int j)
+static void rtm_add(int j)
 {
     struct timeval tv;
     const struct timeval *use = &tv;
     int64_t d;
-    if (rnd_timer_next(3) == 0) {
-        int c = rnd_timer_next(3);
+    if (rtm_next(3) == 0) {
+        int c = rtm_next(3);
         use = rtm.common[c];
         d = 3000 * (c + 1);
     } else {
-        d = rnd_timer_next(15000);
+        d = rtm_next(15000);
         tv = tv_ms(0);
         tv.tv_usec = (suseconds_t)d;
     }
@@ -2840,7 +2839,7 @@ static void rnd_timer_add(int j)
     rtm.pending[j] = 1;
 }
 
-static void rnd_timer_cb(evloop_socket_t fd, short what, void *arg)
+static void rtm_cb(evloop_socket_t fd, short what, void *arg)
 {
     int i = (int)(intptr_t)arg;
     int64_t now = mono_us();
@@ -2859,12 +2858,12 @@ static void rnd_timer_cb(evloop_socket_t fd, short what, void *arg)
     if (rtm.persist[i]) { /* the next period starts at the deadline, or now if late */
         rtm.lo[i] += rtm.period[i];
         rtm.hi[i] = (now > rtm.hi[i] ? now : rtm.hi[i]) + rtm.period[i];
-        if (rtm.ending || rnd_timer_next(4) == 0) {
+        if (rtm.ending || rtm_next(4) == 0) {
             evloop_event_del(&rtm.evs[i]);
             rtm.pending[i] = 0;
         }
     }
-    if (!rtm.ending && rnd_timer_next(5) == 0) rnd_timer_add(rnd_timer_next(RANDOM_NT));
+    if (!rtm.ending && rtm_next(5) == 0) rtm_add(rtm_next(RANDOM_NT));
 }
 
 TEST(timers_never_early_and_in_order_under_random_calls)
@@ -2881,15 +2880,15 @@ TEST(timers_never_early_and_in_order_under_random_calls)
             REQUIRE((rtm.common[k] = evloop_init_common_timeout(rtm.loop, &durations[k])) != NULL);
         }
         for (i = 0; i < RANDOM_NT; i++) {
-            rtm.persist[i] = rnd_timer_next(4) == 0;
+            rtm.persist[i] = rtm_next(4) == 0;
             REQUIRE(evloop_event_assign(&rtm.evs[i], rtm.loop, -1,
-                                        rtm.persist[i] ? EVLOOP_PERSIST : 0, rnd_timer_cb,
+                                        rtm.persist[i] ? EVLOOP_PERSIST : 0, rtm_cb,
                                         (void *)(intptr_t)i) == 0);
         }
         for (step = 0; step < 120; step++) {
-            int j = rnd_timer_next(RANDOM_NT), op = rnd_timer_next(4);
+            int j = rtm_next(RANDOM_NT), op = rtm_next(4);
             if (op <= 1) {
-                rnd_timer_add(j);
+                rtm_add(j);
             } else if (op == 2) {
                 CHECK_EQ_INT(evloop_event_del(&rtm.evs[j]), 0);
                 rtm.pending[j] = 0;
