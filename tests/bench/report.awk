@@ -95,6 +95,10 @@ function header(metric) {
     if (metric == "rss_mb") return "peak RSS MiB (lower is better)"
     if (metric == "Ir_start") return "Ir/timer, start (lower is better)"
     if (metric == "Ir_dispatch") return "Ir/timer, dispatch (lower is better)"
+    if (metric == "Ir_rt") return "Ir/round trip (lower is better)"
+    if (metric == "calls") return "system calls (lower is better)"
+    if (metric == "epoll_ctl") return "of which epoll_ctl"
+    if (metric == "epoll_wait") return "of which epoll_wait"
     if (metric == "roundtrips_per_s") return "round trips/s (higher is better)"
     if (metric == "calls_per_s") return "calls/s (higher is better)"
     if (metric == "wakeup_callbacks") return "wake-up callbacks"
@@ -117,6 +121,8 @@ function title(bench) {
     if (bench == "timers") return "timers (libuv million-timers method)"
     if (bench == "timers-cg") return "timers under callgrind: loop + library instructions per timer (program's callback excluded)"
     if (bench == "pingpong") return "ping-pong: one TCP connection over loopback, 5-byte echo"
+    if (bench == "pingpong-cg") return "ping-pong under callgrind: loop + library instructions per round trip (program's callback excluded)"
+    if (bench == "syscalls") return "system calls (strace -c, exact): per ping-pong round trip, and per pipes iteration at N=1000 (1000 re-arms, 1100 reads, 1100 writes)"
     if (bench == "async") return "async: another thread posts functions to the loop"
     if (bench == "footprint") return "footprint: bytes per \"fd with a timeout\""
     if (bench == "echo") return "echo: 100 TCP connections over loopback, a client thread pumping 8 KiB writes, the server echoing with the library's buffered stream"
@@ -238,10 +244,10 @@ $1 == "R" && NF >= 6 {
 }
 
 END {
-    n = split("pipes pipes-timeouts pipes-cg timers timers-cg pingpong async footprint codesize echo http", order, " ")
+    n = split("pipes pipes-timeouts pipes-cg timers timers-cg pingpong pingpong-cg syscalls async footprint codesize echo http", order, " ")
     for (i = 1; i <= n; i++) table(order[i])
 
-    n = split("pipes pipes-timeouts pipes-cg timers timers-cg pingpong async footprint codesize", order, " ")
+    n = split("pipes pipes-timeouts pipes-cg timers timers-cg pingpong pingpong-cg syscalls async footprint codesize", order, " ")
     any3 = 0
     for (i = 1; i <= n; i++) if (order[i] in configs) any3 = 1
     if (any3) issue3()
@@ -265,6 +271,9 @@ function issue3() {
     for (c = 1; c <= nc; c++) limit("timers", cfgs[c], "late_ms", "evloop", 5, "timers: last timer fires < 5 ms late (" cfgs[c] ")")
     beat_best("pingpong", "roundtrips_per_s", 1, "ping-pong round trips/s >= best peer")
     beat_best("pingpong", "cpu_us_per_rt", 0, "ping-pong CPU per round trip <= best peer")
+    beat_best("pingpong-cg", "Ir_rt", 0, "(for information) ping-pong instructions per round trip <= best peer (callgrind)")
+    compare_all("pipes-cg", "Ir_total", "libev", 1, "le", "(for information) pipes instructions per event <= libev (callgrind)")
+    compare_all("syscalls", "calls", "libev", 1, "le", "(for information) system calls <= libev's (strace)")
     beat_best("async", "calls_per_s", 1, "async flood calls/s >= best peer")
     beat_best("async", "cpu_ns_per_call", 0, "async flood CPU per call <= best peer")
     beat_best("async", "roundtrips_per_s", 1, "(for information) async handshake round trips/s >= best peer (the target is the flood)")

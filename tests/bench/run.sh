@@ -38,6 +38,7 @@ if [ "$QUICK" = 1 ]; then
     NHANDSHAKES=10000
     CG_PIPES="1000 3"
     CG_TIMERS=20000
+    CG_PINGPONGS=5000
     NET_ROUNDS=${BENCH_NET_ROUNDS:-1}
     ECHO_SECS=1
     OUT=$B/RESULTS.md
@@ -52,6 +53,7 @@ else
     NHANDSHAKES=100000
     CG_PIPES="1000 5"
     CG_TIMERS=100000
+    CG_PINGPONGS=20000
     NET_ROUNDS=${BENCH_NET_ROUNDS:-5}
     ECHO_SECS=5
     OUT=tests/bench/RESULTS.md
@@ -83,12 +85,13 @@ probe libevent || missing="$missing libevent-dev"
 probe libev || missing="$missing libev-dev"
 probe libuv || missing="$missing libuv1-dev"
 command -v valgrind >/dev/null 2>&1 || missing="$missing valgrind"
+command -v strace >/dev/null 2>&1 || missing="$missing strace"
 if [ -n "$missing" ]; then
     say "installing$missing (apt-get)"
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         # shellcheck disable=SC2086
         if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-            libevent-dev libev-dev libuv1-dev valgrind; } >>"$LOG" 2>&1; then
+            libevent-dev libev-dev libuv1-dev valgrind strace; } >>"$LOG" 2>&1; then
             say "could not install$missing (see $LOG); going on with what is available"
         fi
     else
@@ -137,6 +140,7 @@ if [ "$HAVE_CG" = 1 ]; then
     CG_SUFFIX=".cg"
     for lib in evloop rawepoll $PEERS; do
         build bench_pipes "$lib" -DBENCH_CALLGRIND
+        build bench_pingpong "$lib" -DBENCH_CALLGRIND
         [ "$lib" = rawepoll ] || build bench_timers "$lib" -DBENCH_CALLGRIND
     done
     CG_SUFFIX=""
@@ -203,9 +207,10 @@ for ((r = 0; r < NET_ROUNDS; r++)); do
 done
 
 # --- callgrind: instructions per event ----------------------------------------
-# The program dumps two regions (files OUT.1 and OUT.2) and prints how many
-# events each held. Instructions of the program's own callback (CB, kept out
-# of line) are subtracted, so the figure is the loop's and library's.
+# The program dumps two regions (files OUT.1 and OUT.2; ping-pong only one,
+# with METRIC2 "-") and prints how many events each held. Instructions of the
+# program's own callback (CB, kept out of line) are subtracted, so the figure
+# is the loop's and library's.
 cg_totals() { awk '/^totals:/ {print $2; exit}' "$1"; }
 cg_incl() { # FILE FUNCTION: inclusive Ir of FUNCTION
     callgrind_annotate --inclusive=yes "$1" 2>/dev/null |
@@ -226,8 +231,14 @@ cg() {
     ev1=$(printf '%s\n' "$out" | awk '$1 == "R" {print $6; exit}')
     ev2=$(printf '%s\n' "$out" | awk '$1 == "R" {n++} $1 == "R" && n == 2 {print $6; exit}')
     [ -z "$ev2" ] && ev2=$ev1
-    if [ ! -f "$f.1" ] || [ ! -f "$f.2" ] || [ -z "$ev1" ]; then
+    if [ ! -f "$f.1" ] || { [ "$m2" != - ] && [ ! -f "$f.2" ]; } || [ -z "$ev1" ]; then
         say "callgrind gave no dumps for $lib $bench"
+        return
+    fi
+    if [ "$m2" = - ]; then
+        awk -v b="$bench" -v l="$lib" -v c="$config" -v m1="$m1" \
+            -v t1="$(cg_totals "$f.1")" -v i1="$(cg_incl "$f.1" "$cb")" -v e1="$ev1" \
+            'BEGIN {printf "R %s %s %s %s %.1f\n", b, l, c, m1, (t1 - i1) / e1}' >>"$RAW"
         return
     fi
     awk -v b="$bench" -v l="$lib" -v c="$config" -v m1="$m1" -v m2="$m2" \
@@ -251,6 +262,52 @@ if [ "$HAVE_CG" = 1 ]; then
             cg timers-cg "$((CG_TIMERS / 1000))k" "$lib" on_timer Ir_start Ir_dispatch -- \
                 "$B/bench_timers_$lib.cg" "$CG_TIMERS"
     done
+    for lib in evloop rawepoll $PEERS; do
+        have "bench_pingpong_$lib.cg" &&
+            cg pingpong-cg tcp "$lib" on_io Ir_rt - -- "$B/bench_pingpong_$lib.cg" "$CG_PINGPONGS"
+    done
+fi
+
+# --- system calls: the kernel work each library asks for -----------------------
+# strace -c counts the calls of a whole run, set-up included; each program
+# runs at two sizes, and the difference divided by the difference in size is
+# the count per round trip (ping-pong) or per iteration (pipes), exactly.
+# scount OUT CMD...: "total epoll_ctl epoll_wait" calls of the run
+scount() {
+    local out=$1
+    shift
+    strace -f -c -o "$out" "$@" >/dev/null 2>>"$LOG" || return 1
+    awk '$NF == "total" {t = $4} $NF == "epoll_ctl" {c = $4} $NF == "epoll_wait" {w = $4}
+         END {print t + 0, c + 0, w + 0}' "$out"
+}
+# sc CONFIG LIB SMALL LARGE CMD-BEFORE-SIZE -- ARGS-AFTER-SIZE...
+sc() {
+    local config=$1 lib=$2 n1=$3 n2=$4 prog=$5 a b
+    shift 6
+    if ! a=$(scount "$B/strace.1" $prog "$n1" "$@") || ! b=$(scount "$B/strace.2" $prog "$n2" "$@"); then
+        say "FAILED under strace: $prog (see $LOG)"
+        return
+    fi
+    # shellcheck disable=SC2086 # a and b are three numbers each
+    set -- $a $b
+    awk -v c="$config" -v l="$lib" -v d="$((n2 - n1))" -v t="$(($4 - $1))" -v e="$(($5 - $2))" \
+        -v w="$(($6 - $3))" 'BEGIN {printf "R syscalls %s %s calls %.2f\nR syscalls %s %s epoll_ctl %.2f\nR syscalls %s %s epoll_wait %.2f\n",
+                                   l, c, t / d, l, c, e / d, l, c, w / d}' >>"$RAW"
+    rm -f "$B/strace.1" "$B/strace.2"
+}
+if command -v strace >/dev/null 2>&1; then
+    say "system calls (strace -c): ping-pong and pipes N=1000"
+    for lib in evloop rawepoll $PEERS; do
+        have "bench_pingpong_$lib" &&
+            sc pingpong "$lib" 2000 7000 "$B/bench_pingpong_$lib" --
+        have "bench_pipes_$lib" && sc pipes-N=1000 "$lib" 2 7 "$B/bench_pipes_$lib 1000" --
+        [ "$lib" = rawepoll ] && have bench_pipes_rawepoll-ctl &&
+            sc pipes-N=1000 rawepoll-ctl 2 7 "$B/bench_pipes_rawepoll-ctl 1000" --
+        [ "$lib" = rawepoll ] ||
+            { have "bench_pipes_$lib" && sc pipes-N=1000+timeouts "$lib" 2 7 "$B/bench_pipes_$lib 1000 -t" --; }
+    done
+else
+    say "strace not available: no system call counts"
 fi
 
 # --- footprint -----------------------------------------------------------------
@@ -325,7 +382,7 @@ secs=$(($(date +%s) - START))
     echo "- compiler: $($CC --version | head -1), -O2 (footprint: -Os); evloop at $rev with -DNDEBUG, epoll backend"
     echo "- peers (Debian packages): libevent $(ver libevent-dev), libev $(ver libev-dev), libuv $(ver libuv1-dev); all on epoll; HTTP: nginx-light $(ver nginx-light), wrk $(ver wrk)"
     echo "- method: $ROUNDS round(s), libraries interleaved (order rotated each round); each figure is the median over the rounds; each ratio (library / evloop) is the median over the rounds of the ratio within a round. Callgrind counts are from one run (they do not depend on the machine's load)."
-    echo "- sizes: pipes N = ${SIZES// /, } with A = 100 active, W = 1000 writes, $ITERS iterations; $NTIMERS timers; $PINGPONGS ping-pong round trips; $NPOSTS posts (flood) and $NHANDSHAKES handshakes; callgrind: pipes N=${CG_PIPES% *} (${CG_PIPES#* } iterations), $CG_TIMERS timers; echo: 100 connections, 8 KiB writes, $ECHO_SECS s, $NET_ROUNDS round(s); HTTP: wrk -t1 -c50 -d$([ "$QUICK" = 1 ] && echo 2 || echo 5)s, $NET_ROUNDS round(s)"
+    echo "- sizes: pipes N = ${SIZES// /, } with A = 100 active, W = 1000 writes, $ITERS iterations; $NTIMERS timers; $PINGPONGS ping-pong round trips; $NPOSTS posts (flood) and $NHANDSHAKES handshakes; callgrind: pipes N=${CG_PIPES% *} (${CG_PIPES#* } iterations), $CG_TIMERS timers, $CG_PINGPONGS ping-pong round trips; strace: ping-pong 7000 - 2000 round trips, pipes N=1000 7 - 2 iterations; echo: 100 connections, 8 KiB writes, $ECHO_SECS s, $NET_ROUNDS round(s); HTTP: wrk -t1 -c50 -d$([ "$QUICK" = 1 ] && echo 2 || echo 5)s, $NET_ROUNDS round(s)"
     echo
     awk -v rounds="$ROUNDS" -f tests/bench/report.awk "$RAW"
     echo "Footprint types: evloop: evloop_event; libevent: struct event; libev: ev_io + ev_timer; libuv: uv_poll_t + uv_timer_t."
