@@ -15,7 +15,9 @@
    without reading (the server's VmRSS must stay under 64 MB, or
    STREAM_EXAMPLES_RSS_MB; sanitizer builds need more); chat_server broadcast,
    a stalled client disconnected while the others keep receiving; http_hello
-   pipelining, keep-alive, 400, 431, HTTP/1.0, and with -t 2 (two threads,
+   pipelining, keep-alive, 400, 431, HTTP/1.0, 60 random request streams
+   (bodies, HEAD, POST, blank lines, a closing or malformed last request)
+   sent in random pieces, and with -t 2 (two threads,
    SO_REUSEPORT) 40 concurrent pipelining keep-alive connections and the same
    checks; tcp_client reply, refused,
    timed out, reset; threaded_server in both modes with 100 clients.
@@ -29,6 +31,8 @@
 
 #define DRIVER_NAME "test_stream_examples"
 #include "driver.h"
+
+#include <netinet/tcp.h>
 
 /*== STARTING SERVERS ==*/
 
@@ -731,6 +735,129 @@ static int thread_count(pid_t pid)
     return n;
 }
 
+/* What the server must answer to one request of a random stream. */
+struct http_want {
+    int status;
+    int head;  /* HEAD: no body in the answer */
+    int close; /* the answer ends the connection */
+};
+
+static unsigned http_rand(unsigned *seed, unsigned n)
+{
+    *seed = *seed * 1103515245u + 12345u;
+    return (*seed >> 8) % n;
+}
+
+/* Appends n random bytes from set (or any byte when set is NULL). */
+static size_t http_rand_bytes(unsigned *seed, char *out, size_t n, const char *set)
+{
+    size_t i, m = set ? strlen(set) : 256;
+
+    for (i = 0; i < n; i++)
+        out[i] = set ? set[http_rand(seed, (unsigned)m)] : (char)http_rand(seed, 256);
+    return n;
+}
+
+/* Appends one random request to out and says what it must get. Only the
+   last request of a stream may end the connection (Connection: close, a
+   malformed request, chunked encoding). */
+static size_t http_rand_request(unsigned *seed, char *out, int last, struct http_want *w)
+{
+    static const char *const names[] = {"Host", "User-Agent", "Accept", "X-Long-Header-Name",
+                                        "Cache-Control"};
+    static const char *const bad[] = {"GET / HTTP/1.1\r\nno colon\r\n\r\n",
+                                      "GET  / HTTP/1.1\r\n\r\n", "GET / HTTP/1.1\nHost: x\n\n",
+                                      "GET / HTTP/2.0\r\n\r\n", "G@T / HTTP/1.1\r\n\r\n"};
+    static const char value_chars[] = "abcXYZ019 \t;,=/.-";
+    unsigned kind = http_rand(seed, last ? 10 : 7), i, nh = http_rand(seed, 4);
+    size_t n = 0, body = 0;
+    int ten = kind < 7 && http_rand(seed, 6) == 0; /* HTTP/1.0 that asks for keep-alive */
+
+    w->status = 200, w->head = 0, w->close = 0;
+    if (kind == 9) { /* malformed: 400, then the server closes */
+        const char *b = bad[http_rand(seed, sizeof bad / sizeof *bad)];
+        w->status = 400, w->close = 1;
+        memcpy(out, b, strlen(b));
+        return strlen(b);
+    }
+    while (http_rand(seed, 4) == 0)
+        n += (size_t)sprintf(out + n, "\r\n"); /* allowed before a request */
+    if (kind == 4) w->head = 1;
+    if (kind == 5) w->status = 405;
+    n += (size_t)sprintf(out + n, "%s /", kind == 4 ? "HEAD" : kind == 5 ? "POST" : "GET");
+    n += http_rand_bytes(seed, out + n, http_rand(seed, 20), "abc/?=&%09");
+    n += (size_t)sprintf(out + n, " HTTP/1.%d\r\n", ten ? 0 : 1);
+    if (ten) n += (size_t)sprintf(out + n, "connection: Keep-Alive\r\n");
+    for (i = 0; i < nh; i++) {
+        n += (size_t)sprintf(out + n, "%s:", names[http_rand(seed, sizeof names / sizeof *names)]);
+        n += http_rand_bytes(seed, out + n, http_rand(seed, 40), value_chars);
+        n += (size_t)sprintf(out + n, "\r\n");
+    }
+    if (kind == 5 || kind == 6) { /* a body, read and ignored: any bytes, CR and LF too */
+        body = http_rand(seed, 300);
+        n += (size_t)sprintf(out + n, "%s: %zu\r\n",
+                             http_rand(seed, 2) ? "Content-Length" : "content-length", body);
+    }
+    if (kind == 7) n += (size_t)sprintf(out + n, "Connection: close\r\n"), w->close = 1;
+    if (kind == 8)
+        n += (size_t)sprintf(out + n, "Transfer-Encoding: chunked\r\n"), w->status = 501,
+                                                                         w->close = 1;
+    n += (size_t)sprintf(out + n, "\r\n");
+    return n + http_rand_bytes(seed, out + n, body, NULL);
+}
+
+/* Random streams of pipelined requests (bodies, HEAD, POST, HTTP/1.0
+   keep-alive, blank lines between requests, a closing or malformed request
+   at the end), each sent in random pieces with short pauses so the server
+   reads them split anywhere: every request gets its answer, in order, and
+   the connection ends exactly where the model says. */
+static int check_http_random_splits(int port, int nseeds)
+{
+    struct http_conn *h = malloc(sizeof *h);
+    char *req = malloc(16 * 1024);
+    int seed_no, rc = 0, one = 1;
+
+    if (!h || !req) rc = why("out of memory");
+    for (seed_no = 1; rc == 0 && seed_no <= nseeds; seed_no++) {
+        struct http_want want[8];
+        struct http_response rs;
+        unsigned seed = (unsigned)seed_no * 2654435761u;
+        int i, nreq = 1 + (int)http_rand(&seed, 8);
+        size_t len = 0, sent = 0;
+
+        for (i = 0; i < nreq; i++)
+            len += http_rand_request(&seed, req + len, i == nreq - 1, &want[i]);
+        if (http_open(h, port) < 0) return -1;
+        setsockopt(h->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        while (rc == 0 && sent < len) {
+            size_t piece = 1 + http_rand(&seed, http_rand(&seed, 4) ? 40 : 2000);
+
+            if (piece > len - sent) piece = len - sent;
+            rc = send_all(h->fd, req + sent, piece);
+            sent += piece;
+            if (http_rand(&seed, 3) == 0) sleep_ms(1);
+        }
+        for (i = 0; rc == 0 && i < nreq; i++) {
+            if (http_read(h, want[i].head, &rs) < 0)
+                rc = why("seed %d, answer %d of %d: %s", seed_no, i + 1, nreq, reason);
+            else if (rs.status != want[i].status)
+                rc = why("seed %d, answer %d of %d: status %d, want %d", seed_no, i + 1, nreq,
+                         rs.status, want[i].status);
+            else if (rs.status == 200 && !want[i].head && strcmp(rs.body, HTTP_BODY) != 0)
+                rc = why("seed %d, answer %d: body \"%s\"", seed_no, i + 1, rs.body);
+            else if (rs.close != want[i].close)
+                rc = why("seed %d, answer %d of %d: Connection: close %s", seed_no, i + 1, nreq,
+                         rs.close ? "unexpected" : "missing");
+        }
+        if (rc == 0) rc = want[nreq - 1].close ? http_expect_eof(h) : http_expect_quiet(h, 20);
+        if (rc < 0 && !strstr(reason, "seed")) rc = why("seed %d: %s", seed_no, reason);
+        close(h->fd);
+    }
+    free(req);
+    free(h);
+    return rc;
+}
+
 /* nconn connections at once, each sending `rounds` batches of `batch`
    pipelined requests on the same connection (keep-alive) and reading every
    answer. With SO_REUSEPORT the kernel spreads them over the workers. */
@@ -778,6 +905,8 @@ static void test_http(void)
     report("http_hello 400 for malformed requests, then close", check_http_400(port));
     report("http_hello 431 for a 64 KiB header, then close", check_http_431(port));
     report("http_hello HTTP/1.0 closes, HTTP/1.0 keep-alive stays open", check_http10(port));
+    report("http_hello answers 60 random pipelined streams sent in random pieces, in order",
+           check_http_random_splits(port, 60));
     stop_reported(&c, "http_hello");
 
     /* One loop per thread, each with its own SO_REUSEPORT listener. */
