@@ -620,6 +620,91 @@ static int check_partial_line(int port)
     return rc;
 }
 
+/* Random text for the rot13 servers: lines of any bytes (NUL, CR, bytes
+   above 127), empty lines, lines longer than the servers' 16 KiB buffers,
+   and at times a last line without its '\n'. */
+static size_t make_random_text(unsigned *seed, char *out, size_t max)
+{
+    size_t n = 0, target = 1 + (size_t)(*seed % (unsigned)max);
+
+    while (n < target) {
+        unsigned kind;
+        size_t len, i;
+
+        *seed = *seed * 1103515245u + 12345u;
+        kind = (*seed >> 8) % 10;
+        len = kind == 0 ? 16384 + (*seed >> 12) % 8192 : kind == 1 ? 0 : (*seed >> 12) % 100;
+        if (len > max - n - 1) len = max - n - 1;
+        for (i = 0; i < len; i++) {
+            *seed = *seed * 1103515245u + 12345u;
+            out[n + i] = (*seed >> 16) % 4 ? (char)('a' + (*seed >> 8) % 58) : (char)(*seed >> 8);
+            if (out[n + i] == '\n') out[n + i] = 'x';
+        }
+        n += len;
+        if (n < target || (*seed >> 20) % 2) out[n++] = '\n';
+    }
+    return n;
+}
+
+/* nseeds connections, one after the other, each sending random text in
+   random pieces with short pauses (so the server reads it split anywhere),
+   then EOF: the reply must be the rot13 of every byte, and then EOF. */
+static int check_rot13_random(int port, int nseeds)
+{
+    size_t max = 48 * 1024;
+    char *text = malloc(max), *got = malloc(max + 1), *want = NULL;
+    int seed_no, rc = text && got ? 0 : why("out of memory");
+
+    for (seed_no = 1; rc == 0 && seed_no <= nseeds; seed_no++) {
+        unsigned seed = (unsigned)seed_no * 2654435761u;
+        size_t len = make_random_text(&seed, text, max), sent = 0, n = 0;
+        double deadline = now_ms() + 5000;
+        int fd = connect_local(port, 0);
+
+        if (fd < 0) return -1;
+        while (rc == 0 && sent < len) {
+            size_t piece;
+
+            seed = seed * 1103515245u + 12345u;
+            piece = 1 + (seed >> 8) % ((seed >> 20) % 8 ? 512 : 8192);
+            if (piece > len - sent) piece = len - sent;
+            rc = send_all(fd, text + sent, piece);
+            sent += piece;
+            if ((seed >> 4) % 8 == 0) sleep_ms(1);
+        }
+        if (rc == 0) shutdown(fd, SHUT_WR);
+        while (rc == 0) { /* the reply, then EOF */
+            struct pollfd pfd = {fd, POLLIN, 0};
+            int left = (int)(deadline - now_ms());
+            ssize_t r;
+
+            if (left <= 0 || poll(&pfd, 1, left) == 0) {
+                rc = why("seed %d: timed out after %zu of %zu bytes", seed_no, n, len);
+                break;
+            }
+            r = recv(fd, got + n, max + 1 - n, 0);
+            if (r == 0) break;
+            if (r > 0) n += (size_t)r;
+            if (r < 0 && errno != EAGAIN && errno != EINTR)
+                rc = why("seed %d: recv: %s", seed_no, strerror(errno));
+            if (n > max) rc = why("seed %d: more bytes back than sent", seed_no);
+        }
+        close(fd);
+        if (rc == 0) {
+            char who[32];
+
+            free(want);
+            want = rot13_copy(text, len);
+            snprintf(who, sizeof who, "seed %d", seed_no);
+            rc = want ? compare_bytes(who, got, n, want, len) : why("out of memory");
+        }
+    }
+    free(want);
+    free(got);
+    free(text);
+    return rc;
+}
+
 #define ROT13_CLIENTS 50
 #define ROT13_LINES   8
 

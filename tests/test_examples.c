@@ -75,6 +75,8 @@ static void test_rot13(void)
     report("rot13_server holds a line until its newline", check_partial_line(port));
     report("rot13_server 50 concurrent clients, 8 lines each", check_concurrent_clients(port));
     report("rot13_server 100 KiB line (longer than its buffer) intact", check_long_line(port));
+    report("rot13_server 20 random texts in random pieces, then EOF: every byte back",
+           check_rot13_random(port, 20));
     finish_child(&c, SIGINT, "rot13_server exits 0 on SIGINT", "got SIGINT, shutting down");
 }
 

@@ -10,7 +10,8 @@
    but a C compiler: no python, nc or curl. Naming examples after BINDIR runs
    only those (for example just threaded_server under TSan).
 
-   Checks: rot13_stream with 50 clients and a 100 KiB line; echo_stream with
+   Checks: rot13_stream with 50 clients, a 100 KiB line and 20 random texts
+   (any bytes, sent in random pieces, then EOF); echo_stream with
    1,000 concurrent clients of 64 KiB each and a client that sends 100 MB
    without reading (the server's VmRSS must stay under 64 MB, or
    STREAM_EXAMPLES_RSS_MB; sanitizer builds need more); chat_server broadcast,
@@ -110,6 +111,8 @@ static void test_rot13(void)
     report("rot13_stream holds a line until its newline", check_partial_line(port));
     report("rot13_stream 50 concurrent clients, 8 lines each", check_concurrent_clients(port));
     report("rot13_stream 100 KiB line (past its 16 KiB limit) intact", check_long_line(port));
+    report("rot13_stream 20 random texts in random pieces, then EOF: every byte back",
+           check_rot13_random(port, 20));
     stop_reported(&c, "rot13_stream");
 }
 
