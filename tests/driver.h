@@ -49,11 +49,13 @@ static char fifo_path[128];
 
 static int why(const char *fmt, ...)
 {
+    char buf[sizeof reason]; /* the arguments may include reason itself */
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(reason, sizeof reason, fmt, ap);
+    vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    memcpy(reason, buf, sizeof reason);
     return -1;
 }
 

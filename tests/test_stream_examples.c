@@ -15,7 +15,8 @@
    1,000 concurrent clients of 64 KiB each and a client that sends 100 MB
    without reading (the server's VmRSS must stay under 64 MB, or
    STREAM_EXAMPLES_RSS_MB; sanitizer builds need more); chat_server broadcast,
-   a stalled client disconnected while the others keep receiving; http_hello
+   a stalled client disconnected while the others keep receiving, four
+   clients talking at once in random pieces; http_hello
    pipelining, keep-alive, 400, 431, HTTP/1.0, 60 random request streams
    (bodies, HEAD, POST, blank lines, a closing or malformed last request)
    sent in random pieces, and with -t 2 (two threads,
@@ -404,6 +405,130 @@ static int chat_expect_dropped(int fd, size_t flood_len)
     return 0;
 }
 
+#define CHAT_RAND_CLIENTS 4
+#define CHAT_RAND_LINES   25
+#define CHAT_RAND_MAX     (CHAT_RAND_LINES * 320)
+
+/* Receiver got: every line is whole and is the next line of its sender
+   (named by the line's first byte); at the end every sender's lines came. */
+static int chat_check_received(int who, const char *got, size_t len, char *const *out,
+                               const size_t *out_len)
+{
+    size_t next[CHAT_RAND_CLIENTS] = {0}, at = 0;
+    int i;
+
+    while (at < len) {
+        const char *nl = memchr(got + at, '\n', len - at);
+        size_t n = nl ? (size_t)(nl - (got + at)) + 1 : len - at;
+
+        i = got[at] - '0';
+        if (!nl || i < 0 || i >= CHAT_RAND_CLIENTS)
+            return why("client %d: a line that no client sent at byte %zu", who, at);
+        if (next[i] + n > out_len[i] || memcmp(got + at, out[i] + next[i], n) != 0)
+            return why("client %d: the line at byte %zu is not client %d's next line", who, at, i);
+        next[i] += n;
+        at += n;
+    }
+    for (i = 0; i < CHAT_RAND_CLIENTS; i++)
+        if (next[i] != out_len[i])
+            return why("client %d got %zu of client %d's %zu bytes", who, next[i], i, out_len[i]);
+    return 0;
+}
+
+/* Four clients talk at once, lines of random bytes sent in random pieces:
+   every client receives every line (its own included) whole, each sender's
+   lines in the order sent. */
+static int check_chat_random(int port, int nseeds)
+{
+    char *out[CHAT_RAND_CLIENTS], *in[CHAT_RAND_CLIENTS];
+    int fds[CHAT_RAND_CLIENTS], i, seed_no, rc = 0;
+
+    for (i = 0; i < CHAT_RAND_CLIENTS; i++) {
+        out[i] = malloc(CHAT_RAND_MAX);
+        in[i] = malloc(CHAT_RAND_CLIENTS * CHAT_RAND_MAX);
+        if (!out[i] || !in[i]) rc = why("out of memory");
+    }
+    for (seed_no = 1; rc == 0 && seed_no <= nseeds; seed_no++) {
+        unsigned seed = (unsigned)seed_no * 2654435761u;
+        size_t out_len[CHAT_RAND_CLIENTS], sent[CHAT_RAND_CLIENTS], in_len[CHAT_RAND_CLIENTS];
+        size_t total = 0;
+        double deadline = now_ms() + 10000, last_progress = now_ms();
+        int k, busy;
+
+        for (i = 0; i < CHAT_RAND_CLIENTS; i++) fds[i] = -1;
+        /* One at a time, each joins and sees its own join line: then it is
+           on the server's list before anyone says more. */
+        for (i = 0; rc == 0 && i < CHAT_RAND_CLIENTS; i++) {
+            char join[16];
+
+            snprintf(join, sizeof join, "join %d\n", i);
+            fds[i] = connect_local(port, 0);
+            rc = fds[i] < 0 ? -1 : send_all(fds[i], join, strlen(join));
+            if (rc == 0) rc = chat_expect(fds, i + 1, join);
+        }
+        for (i = 0; i < CHAT_RAND_CLIENTS; i++) {
+            out_len[i] = sent[i] = in_len[i] = 0;
+            for (k = 0; k < CHAT_RAND_LINES; k++) {
+                size_t j, n = (size_t)sprintf(out[i] + out_len[i], "%d %02d ", i, k);
+
+                seed = seed * 1103515245u + 12345u;
+                for (j = (seed >> 8) % 300; j > 0; j--, n++) {
+                    seed = seed * 1103515245u + 12345u;
+                    out[i][out_len[i] + n] = (char)(seed >> 16);
+                    if (out[i][out_len[i] + n] == '\n') out[i][out_len[i] + n] = '\r';
+                }
+                out[i][out_len[i] + n++] = '\n';
+                out_len[i] += n;
+            }
+            total += out_len[i];
+        }
+        for (busy = 1; rc == 0 && busy;) {
+            struct pollfd pfd[CHAT_RAND_CLIENTS];
+
+            if (now_ms() > deadline) {
+                rc = why("seed %d: not everything arrived within 10 s", seed_no);
+                break;
+            }
+            if (now_ms() - last_progress > 1000) break; /* silent for 1 s: check what came */
+            seed = seed * 1103515245u + 12345u;
+            i = (int)((seed >> 8) % CHAT_RAND_CLIENTS);
+            if (sent[i] < out_len[i]) {
+                size_t piece = 1 + (seed >> 12) % 200;
+                ssize_t n;
+
+                if (piece > out_len[i] - sent[i]) piece = out_len[i] - sent[i];
+                n = send(fds[i], out[i] + sent[i], piece, 0);
+                if (n > 0) sent[i] += (size_t)n, last_progress = now_ms();
+                if ((seed >> 20) % 16 == 0) sleep_ms(1);
+            }
+            for (i = 0; i < CHAT_RAND_CLIENTS; i++) pfd[i].fd = fds[i], pfd[i].events = POLLIN;
+            poll(pfd, CHAT_RAND_CLIENTS, 0);
+            for (busy = 0, i = 0; i < CHAT_RAND_CLIENTS; i++) {
+                ssize_t n = 0;
+
+                if (pfd[i].revents)
+                    n = recv(fds[i], in[i] + in_len[i],
+                             CHAT_RAND_CLIENTS * CHAT_RAND_MAX - in_len[i], 0);
+                if (n > 0) in_len[i] += (size_t)n, last_progress = now_ms();
+                if (n == 0 && pfd[i].revents)
+                    rc = why("seed %d: client %d disconnected", seed_no, i);
+                if (sent[i] < out_len[i] || in_len[i] < total) busy = 1;
+                if (busy && sent[i] == out_len[i] && in_len[i] < total) poll(pfd + i, 1, 1);
+            }
+        }
+        for (i = 0; rc == 0 && i < CHAT_RAND_CLIENTS; i++)
+            if (chat_check_received(i, in[i], in_len[i], out, out_len) < 0)
+                rc = why("seed %d: %s", seed_no, reason);
+        for (i = 0; i < CHAT_RAND_CLIENTS; i++)
+            if (fds[i] >= 0) close(fds[i]);
+    }
+    for (i = 0; i < CHAT_RAND_CLIENTS; i++) {
+        free(out[i]);
+        free(in[i]);
+    }
+    return rc;
+}
+
 static void test_chat(void)
 {
     struct child c;
@@ -442,6 +567,10 @@ static void test_chat(void)
     for (i = 0; i < CHAT_CLIENT; i++)
         if (fds[i] >= 0) close(fds[i]);
     free(text);
+    if (rc == 0)
+        report("chat_server 10 rounds of 4 clients talking at once in random pieces: every line "
+               "whole, to everyone, in each sender's order",
+               check_chat_random(port, 10));
     stop_reported(&c, "chat_server");
 }
 
