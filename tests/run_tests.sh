@@ -9,8 +9,9 @@
 #      the system calls the change list makes (epoll, kqueue)
 #   4. the threaded tests under TSan
 #   5. the examples, started and talked to by tests/test_examples.c and
-#      tests/test_stream_examples.c (the servers on streams also under
-#      ASan+UBSan, the threaded ones, threaded_server and http_hello, under TSan)
+#      tests/test_stream_examples.c, built on every backend (the servers on
+#      streams also under ASan+UBSan, the threaded ones, threaded_server and
+#      http_hello, under TSan)
 # It ends with "N passed, N failed, N skipped" and fails if anything failed.
 set -u
 cd "$(dirname "$0")/.."
@@ -163,6 +164,16 @@ make -s examples >"$B/build_examples.log" 2>&1
 for t in test_examples test_stream_examples; do
     gcc -std=c99 $WARN -g -O1 -pthread -I. tests/$t.c -o "$B/$t" >>"$B/build_examples.log" 2>&1
 done
+# The same examples on the other backends (build/examples is epoll, the default here).
+for b in poll select kqueue; do
+    mkdir -p "$B/examples_$b"
+    : >"$B/build_examples_$b.log"
+    for src in examples/*.c; do
+        gcc -std=c99 $WARN -g -O1 -pthread -I. $(backend_flags $b) "$src" \
+            -o "$B/examples_$b/$(basename "$src" .c)" >>"$B/build_examples_$b.log" 2>&1
+    done &
+done
+wait
 mkdir -p "$B/asan_examples" "$B/tsan_examples"
 for ex in rot13_stream echo_stream chat_server http_hello tcp_client threaded_server; do
     $san_cc -std=c99 $WARN -g -O1 $SAN -pthread -I. "examples/$ex.c" -o "$B/asan_examples/$ex" \
@@ -243,6 +254,14 @@ if [ -x "$B/test_stream_examples" ]; then
         >"$B/stream_examples_tsan.out" 2>&1
     tally stream-examples-tsan "$B/stream_examples_tsan.out" $?
 fi
+echo "== examples on the other backends"
+for b in poll select kqueue; do
+    [ -x "$B/test_examples" ] && "$B/test_examples" "$B/examples_$b" >"$B/examples_$b.out" 2>&1
+    tally "examples-$b" "$B/examples_$b.out" $?
+    [ -x "$B/test_stream_examples" ] &&
+        "$B/test_stream_examples" "$B/examples_$b" >"$B/stream_examples_$b.out" 2>&1
+    tally "stream-examples-$b" "$B/stream_examples_$b.out" $?
+done
 
 # A real HTTP client against http_hello, when one is installed.
 if have curl && [ -x build/examples/http_hello ]; then
