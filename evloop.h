@@ -111,6 +111,12 @@ ERRORS
    compatibility). Events are not copied: an evloop_event must stay where it
    is while it is pending.
 
+   Priorities: 0 is the most important. Each round runs the queued callbacks
+   of the most important non-empty priority (those queued before the round
+   began), then polls again. A callback that makes a more important event
+   active ends the round when it returns, so that event runs before the rest
+   of the round's priority, as in libevent.
+
 TIME
 
    Timers run on CLOCK_MONOTONIC in nanoseconds. The loop reads the clock once
@@ -709,8 +715,10 @@ struct evloop {
     int ncommons;
     evloop__queue *active;
     int npri;
-    int nactive; /* queued callbacks, all priorities */
-    int nlive;   /* user events pending or active */
+    int nactive;  /* queued callbacks, all priorities */
+    int run_prio; /* priority whose callbacks are running (0 between rounds); -1: a more
+                     important callback was queued, so the round stops */
+    int nlive;    /* user events pending or active */
     evloop_event *running;
     evloop__once *onces;
     unsigned char in_run, wall_ok, time_stale;
@@ -1959,7 +1967,8 @@ static void evloop__queue_shift(evloop__queue *q, int done)
 
 EVLOOP__HOT int evloop__queue_push(evloop *loop, evloop_event *ev)
 {
-    evloop__queue *q = &loop->active[evloop__priority_of(loop, ev)];
+    int prio = evloop__priority_of(loop, ev);
+    evloop__queue *q = &loop->active[prio];
     if (q->n == q->cap) {
         void *p = evloop__grow(q->q, &q->cap, q->n + 1, sizeof *q->q);
         if (!p) return -1;
@@ -1968,6 +1977,7 @@ EVLOOP__HOT int evloop__queue_push(evloop *loop, evloop_event *ev)
     ev->active_idx = q->n;
     q->q[q->n++] = ev;
     loop->nactive++;
+    if (prio < loop->run_prio) loop->run_prio = -1;
     return 0;
 }
 
@@ -2082,7 +2092,9 @@ static void evloop__timers_expire(evloop *loop)
 }
 
 /* Run the queued callbacks of the most important non-empty priority, the
-   ones queued before we started: anything they activate waits a round. */
+   ones queued before we started: anything they activate waits a round. A
+   callback that activates a more important event ends the round early, so
+   that event runs before the rest of this priority (as in libevent). */
 static int evloop__run_active(evloop *loop)
 {
     evloop__queue *q;
@@ -2090,7 +2102,8 @@ static int evloop__run_active(evloop *loop)
     if (!loop->nactive) return 0;
     for (q = loop->active; !q->n; q++) continue;
     n = q->n;
-    for (i = 0; i < n && !evloop__load(&loop->got_break); i++) {
+    loop->run_prio = (int)(q - loop->active);
+    for (i = 0; i < n && loop->run_prio >= 0 && !evloop__load(&loop->got_break); i++) {
         evloop_event *ev = q->q[i];
         short res;
         if (!ev) continue;
@@ -2106,6 +2119,7 @@ static int evloop__run_active(evloop *loop)
         ran++;
     }
     loop->running = NULL;
+    loop->run_prio = 0;
     evloop__queue_shift(q, i);
     return ran;
 }

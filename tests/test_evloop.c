@@ -893,6 +893,37 @@ TEST(priority_polls_between_rounds)
     close_pair(p);
 }
 
+/* A (prio 2) activates B (prio 2, queued after A) and C (prio 0); D (prio
+   2) was queued before A ran. C is more important than anything left at
+   prio 2, so it runs next: the rest of a round stops when a more important
+   event becomes active, as in libevent (its priority_active_inversion). */
+static evloop_event preempt_ev[4];
+static void preempt_a_cb(evloop_socket_t fd, short what, void *arg)
+{
+    order_cb(fd, what, arg);
+    evloop_event_active(&preempt_ev[1], EVLOOP_TIMEOUT, 1);
+    evloop_event_active(&preempt_ev[2], EVLOOP_TIMEOUT, 1);
+}
+
+TEST(more_important_event_preempts_rest_of_round)
+{
+    evloop *loop = new_loop();
+    static const int prio[4] = {2, 2, 0, 2};
+    int expect[] = {0, 2, 3, 1};
+    int i;
+    REQUIRE(evloop_priority_init(loop, 3) == 0);
+    for (i = 0; i < 4; i++) {
+        REQUIRE(evloop_timer_assign(&preempt_ev[i], loop, i == 0 ? preempt_a_cb : order_cb,
+                                    (void *)(intptr_t)i) == 0);
+        REQUIRE(evloop_event_priority_set(&preempt_ev[i], prio[i]) == 0);
+    }
+    evloop_event_active(&preempt_ev[0], EVLOOP_TIMEOUT, 1);
+    evloop_event_active(&preempt_ev[3], EVLOOP_TIMEOUT, 1);
+    CHECK_EQ_INT(evloop_run(loop, 0), 1);
+    check_order(expect, 4, "A, then C (prio 0), then D (queued before A ran), then B");
+    evloop_free(loop);
+}
+
 typedef struct starve {
     evloop_event hi, lo;
     int nhi, nlo, lo_seen_early;
@@ -4872,6 +4903,7 @@ static const harness_test tests[] = {
     HARNESS_TEST(priority_set_on_active_ebusy),
     HARNESS_TEST(priority_order_within_run),
     HARNESS_TEST(priority_polls_between_rounds),
+    HARNESS_TEST(more_important_event_preempts_rest_of_round),
     HARNESS_TEST(priority_high_persistent_starves_low),
     HARNESS_TEST(assign_einval_leaves_event_unchanged),
     HARNESS_TEST(event_new_einval_allocates_nothing),
