@@ -2257,6 +2257,43 @@ TEST(persistent_timer_repeats)
     evloop_free(loop);
 }
 
+/* A persistent timer that fell several periods behind (the program was
+   busy) fires once and starts its period again from then: no burst of
+   catch-up calls (libevent's persistent_timeout_jump). The rounds' cached
+   times show it: the second call comes a whole period after the first. */
+typedef struct late_timer {
+    evloop_event ev;
+    int n;
+    struct timeval at[2];
+} late_timer;
+
+static void late_timer_cb(evloop_socket_t fd, short what, void *arg)
+{
+    late_timer *t = (late_timer *)arg;
+    (void)fd;
+    (void)what;
+    evloop_gettimeofday_cached(evloop_event_get_loop(&t->ev), &t->at[t->n]);
+    if (++t->n == 2) evloop_event_del(&t->ev);
+}
+
+TEST(late_persistent_timer_fires_once_not_a_burst)
+{
+    evloop *loop = new_loop();
+    late_timer t;
+    struct timeval period = tv_ms(100);
+    long gap_us;
+    memset(&t, 0, sizeof t);
+    REQUIRE(evloop_event_assign(&t.ev, loop, -1, EVLOOP_PERSIST, late_timer_cb, &t) == 0);
+    REQUIRE(evloop_timer_add(&t.ev, &period) == 0);
+    sleep_ms(350); /* three periods and a half go by without the loop */
+    CHECK_EQ_INT(evloop_run(loop, 0), 1);
+    CHECK_EQ_INT(t.n, 2);
+    gap_us = (long)(t.at[1].tv_sec - t.at[0].tv_sec) * 1000000L +
+             (long)(t.at[1].tv_usec - t.at[0].tv_usec);
+    CHECK_GE_INT(gap_us, 99000);
+    evloop_free(loop);
+}
+
 TEST(zero_timeout_fires_in_next_round)
 {
     evloop *loop = new_loop();
@@ -4943,6 +4980,7 @@ static const harness_test tests[] = {
     HARNESS_TEST(events_on_dup_fds),
     HARNESS_TEST(persistent_timeout_restarts_on_activity),
     HARNESS_TEST(persistent_timer_repeats),
+    HARNESS_TEST(late_persistent_timer_fires_once_not_a_burst),
     HARNESS_TEST(zero_timeout_fires_in_next_round),
     HARNESS_TEST(huge_timeout_ten_years_stays_pending),
     HARNESS_TEST(timers_fire_in_deadline_order),
