@@ -3388,6 +3388,31 @@ TEST(signal_restores_previous_handler_on_loop_free)
     CHECK_EQ_INT(my_handler_hits, 1);
 }
 
+/* A loop freed while watching a signal lets go of it completely: a new loop
+   (often at the same address) watches it and gets it, a pending delivery
+   of the old one is not carried over (libevent's signal_pipeloss). */
+TEST(signal_watched_by_new_loop_after_free)
+{
+    evloop *loop = new_loop();
+    evloop_event a, b;
+    counter c;
+    memset(&c, 0, sizeof c);
+    REQUIRE(evloop_signal_assign(&a, loop, SIGUSR1, never_cb, NULL) == 0);
+    REQUIRE(evloop_signal_add(&a, NULL) == 0);
+    kill(getpid(), SIGUSR1); /* caught for the old loop, never dispatched */
+    evloop_free(loop);
+    loop = new_loop();
+    REQUIRE(evloop_signal_assign(&b, loop, SIGUSR1, count_cb, &c) == 0);
+    CHECK_EQ_INT(evloop_signal_add(&b, NULL), 0);
+    CHECK_EQ_INT(evloop_run(loop, EVLOOP_NONBLOCK), 0);
+    CHECK_EQ_INT(c.n, 0);
+    kill(getpid(), SIGUSR1);
+    CHECK_EQ_INT(evloop_run(loop, EVLOOP_ONCE), 0);
+    CHECK_EQ_INT(c.n, 1);
+    CHECK_EQ_INT(c.fd, SIGUSR1);
+    evloop_free(loop);
+}
+
 TEST(signal_second_loop_ebusy)
 {
     evloop *a = new_loop(), *b = new_loop();
@@ -5012,6 +5037,7 @@ static const harness_test tests[] = {
     HARNESS_TEST(signal_arriving_during_other_signal_callback),
     HARNESS_TEST(signal_restores_previous_handler_on_last_del),
     HARNESS_TEST(signal_restores_previous_handler_on_loop_free),
+    HARNESS_TEST(signal_watched_by_new_loop_after_free),
     HARNESS_TEST(signal_second_loop_ebusy),
     HARNESS_TEST(signal_event_with_timeout),
     HARNESS_TEST(signal_from_other_thread_wakes_blocked_loop),
