@@ -225,7 +225,8 @@ EVLOOP_DEF int evloop_reinit(evloop *loop);
 /* 0: exited by exit/break or ONCE/NONBLOCK done; 1: nothing left; -1: error. */
 EVLOOP_DEF int evloop_run(evloop *loop, int flags);
 EVLOOP_DEF int evloop_dispatch(evloop *loop); /* evloop_run(loop, 0) */
-/* Stop after delay (NULL: once this round of callbacks is done). Thread-safe. */
+/* Stop after delay (NULL: once this round of callbacks is done); of several
+   delays the earliest counts. Thread-safe. */
 EVLOOP_DEF int evloop_exit(evloop *loop, const struct timeval *delay);
 EVLOOP_DEF int evloop_break(evloop *loop); /* stop after the running callback. Thread-safe. */
 EVLOOP_DEF int evloop_got_exit(evloop *loop);
@@ -735,7 +736,7 @@ struct evloop {
     unsigned post_head;  /* next ring position to run */
     evloop__post *batch; /* overflow taken from the posters, being run */
     int nbatch, batch_pos, batch_cap;
-    int64_t exit_delay;
+    int64_t exit_delay; /* the earliest delayed exit asked from another thread; -1: none */
     /* The posters' side. Every post writes here, so it sits between two
        cache lines of padding: sharing a line with fields the loop writes in
        every round (time_stale, nactive, ...) would move that line between
@@ -2305,14 +2306,19 @@ static void evloop__exit_cb(evloop_socket_t fd, short what, void *arg)
     evloop__store(&loop->got_exit, 1);
 }
 
+/* Of several delayed exits the earliest counts: a later, longer one must
+   not put off the one already due (as with libevent's loopexit). */
 static int evloop__schedule_exit(evloop *loop, int64_t delay)
 {
-    if (evloop__heap_reserve(loop) < 0) return -1;
-    if (loop->exit_ev.timer_idx >= 0)
+    int64_t at = evloop__now(loop) + delay;
+    if (loop->exit_ev.timer_idx >= 0) {
+        if (loop->heap[loop->exit_ev.timer_idx].at <= at) return 0;
         evloop__heap_remove(loop, &loop->exit_ev);
-    else
+    } else {
+        if (evloop__heap_reserve(loop) < 0) return -1;
         loop->nlive++;
-    evloop__heap_push(loop, &loop->exit_ev, evloop__now(loop) + delay);
+    }
+    evloop__heap_push(loop, &loop->exit_ev, at);
     return 0;
 }
 
@@ -2323,8 +2329,9 @@ static void evloop__exit_posted(void *arg)
     int64_t delay;
     pthread_mutex_lock(&loop->lock);
     delay = loop->exit_delay;
+    loop->exit_delay = -1; /* taken: a second post finds nothing */
     pthread_mutex_unlock(&loop->lock);
-    evloop__schedule_exit(loop, delay);
+    if (delay >= 0) evloop__schedule_exit(loop, delay);
 }
 #endif
 
@@ -2437,6 +2444,9 @@ EVLOOP__API evloop *evloop_new(void)
     memset(loop, 0, sizeof *loop);
     loop->wake_rd = loop->wake_wr = -1;
     loop->npri = 1;
+#ifndef EVLOOP_NO_THREADS
+    loop->exit_delay = -1;
+#endif
     evloop__init_internal(loop, &loop->exit_ev, evloop__exit_cb, loop);
     evloop__update_time(loop);
     loop->time_stale = 1; /* timers added before the first run read the clock again */
@@ -2606,7 +2616,7 @@ EVLOOP__API int evloop_exit(evloop *loop, const struct timeval *delay)
         int other;
         pthread_mutex_lock(&loop->lock);
         other = loop->in_run && !pthread_equal(loop->owner, pthread_self());
-        if (other) loop->exit_delay = ns;
+        if (other && (loop->exit_delay < 0 || ns < loop->exit_delay)) loop->exit_delay = ns;
         pthread_mutex_unlock(&loop->lock);
         /* The timer heap belongs to the loop's thread: let it do the add. */
         if (other) return evloop_post(loop, evloop__exit_posted, loop);

@@ -739,6 +739,30 @@ TEST(exit_with_delay_from_callback)
     evloop_free(loop);
 }
 
+/* Several delayed exits: the earliest stands, a later, longer one does not
+   put it off (libevent's loopexit_multiple), a shorter one brings it
+   forward, and nothing is left for the next run. */
+TEST(earliest_of_several_delayed_exits_counts)
+{
+    evloop *loop = new_loop();
+    struct timeval t60 = tv_ms(60), t3s = tv_ms(3000), t30 = tv_ms(30);
+    int64_t t0 = mono_us();
+    CHECK_EQ_INT(evloop_exit(loop, &t60), 0);
+    CHECK_EQ_INT(evloop_exit(loop, &t3s), 0);
+    CHECK_EQ_INT(evloop_run(loop, 0), 0);
+    CHECK_GE_INT(mono_us() - t0, 60000);
+    CHECK_LT_INT(mono_us() - t0, 1500000);
+    CHECK_EQ_INT(evloop_got_exit(loop), 1);
+    t0 = mono_us();
+    CHECK_EQ_INT(evloop_exit(loop, &t3s), 0);
+    CHECK_EQ_INT(evloop_exit(loop, &t30), 0);
+    CHECK_EQ_INT(evloop_run(loop, 0), 0);
+    CHECK_GE_INT(mono_us() - t0, 30000);
+    CHECK_LT_INT(mono_us() - t0, 1500000);
+    CHECK_EQ_INT(evloop_run(loop, 0), 1); /* no exit left over */
+    evloop_free(loop);
+}
+
 /*== PRIORITIES ==*/
 
 TEST(priority_init_range)
@@ -3823,7 +3847,7 @@ TEST(post_unrun_freed_by_loop_free)
 
 typedef struct stopper {
     evloop *loop;
-    int ms, mode; /* 0 exit(NULL), 1 break, 2 post an exit */
+    int ms, mode; /* 0 exit(NULL), 1 break, 2 post an exit, 3 exit in 20 ms, then in 5 s */
 } stopper;
 
 static void post_exit_fn(void *arg)
@@ -3839,6 +3863,11 @@ static void *stopper_thread(void *arg)
     if (s->mode == 0) evloop_exit(s->loop, NULL);
     if (s->mode == 1) evloop_break(s->loop);
     if (s->mode == 2) evloop_post(s->loop, post_exit_fn, s->loop);
+    if (s->mode == 3) {
+        struct timeval t20 = tv_ms(20), t5s = tv_ms(5000);
+        evloop_exit(s->loop, &t20);
+        evloop_exit(s->loop, &t5s); /* must not put off the first */
+    }
     return NULL;
 }
 
@@ -3881,6 +3910,11 @@ TEST(exit_from_other_thread_wakes_blocked_loop)
 TEST(break_from_other_thread_wakes_blocked_loop)
 {
     stop_from_thread(1, 0);
+}
+
+TEST(delayed_exits_from_other_thread_earliest_counts)
+{
+    stop_from_thread(3, 0);
 }
 
 TEST(post_from_other_thread_wakes_idle_loop)
@@ -4945,6 +4979,7 @@ static const harness_test tests[] = {
     HARNESS_TEST(break_before_same_round_timer),
     HARNESS_TEST(exit_and_break_are_one_shot),
     HARNESS_TEST(exit_with_delay_from_callback),
+    HARNESS_TEST(earliest_of_several_delayed_exits_counts),
     HARNESS_TEST(priority_init_range),
     HARNESS_TEST(priority_init_ebusy_while_events),
     HARNESS_TEST(priority_default_is_half),
@@ -5039,6 +5074,7 @@ static const harness_test tests[] = {
     HARNESS_TEST(post_unrun_freed_by_loop_free),
     HARNESS_TEST(exit_from_other_thread_wakes_blocked_loop),
     HARNESS_TEST(break_from_other_thread_wakes_blocked_loop),
+    HARNESS_TEST(delayed_exits_from_other_thread_earliest_counts),
     HARNESS_TEST(post_from_other_thread_wakes_idle_loop),
     HARNESS_TEST(post_beyond_ring_keeps_fifo_order),
     HARNESS_TEST(post_break_in_ring_and_in_array_keeps_the_rest),
