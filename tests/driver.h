@@ -59,6 +59,14 @@ static int why(const char *fmt, ...)
     return -1;
 }
 
+/* A small deterministic generator for the random checks: advances *seed and
+   returns a number in 0..n-1 (n > 0). */
+static unsigned driver_rand(unsigned *seed, unsigned n)
+{
+    *seed = *seed * 1103515245u + 12345u;
+    return (*seed >> 8) % n;
+}
+
 static void report(const char *name, int rc)
 {
     if (rc == 0) {
@@ -627,23 +635,23 @@ static int check_partial_line(int port)
    and at times a last line without its '\n'. */
 static size_t make_random_text(unsigned *seed, char *out, size_t max)
 {
-    size_t n = 0, target = 1 + (size_t)(*seed % (unsigned)max);
+    size_t n = 0, target = 1 + driver_rand(seed, (unsigned)max);
 
     while (n < target) {
-        unsigned kind;
-        size_t len, i;
+        unsigned kind = driver_rand(seed, 10);
+        size_t len = kind == 0   ? 16384 + driver_rand(seed, 8192)
+                     : kind == 1 ? 0
+                                 : driver_rand(seed, 100);
+        size_t i;
 
-        *seed = *seed * 1103515245u + 12345u;
-        kind = (*seed >> 8) % 10;
-        len = kind == 0 ? 16384 + (*seed >> 12) % 8192 : kind == 1 ? 0 : (*seed >> 12) % 100;
         if (len > max - n - 1) len = max - n - 1;
         for (i = 0; i < len; i++) {
-            *seed = *seed * 1103515245u + 12345u;
-            out[n + i] = (*seed >> 16) % 4 ? (char)('a' + (*seed >> 8) % 58) : (char)(*seed >> 8);
+            out[n + i] = driver_rand(seed, 4) ? (char)('a' + driver_rand(seed, 58))
+                                              : (char)driver_rand(seed, 256);
             if (out[n + i] == '\n') out[n + i] = 'x';
         }
         n += len;
-        if (n < target || (*seed >> 20) % 2) out[n++] = '\n';
+        if (n < target || driver_rand(seed, 2)) out[n++] = '\n';
     }
     return n;
 }
@@ -663,16 +671,17 @@ static int check_rot13_random(int port, int nseeds)
         double deadline = now_ms() + 5000;
         int fd = connect_local(port, 0);
 
-        if (fd < 0) return -1;
+        if (fd < 0) {
+            rc = -1;
+            break;
+        }
         while (rc == 0 && sent < len) {
-            size_t piece;
+            size_t piece = 1 + driver_rand(&seed, driver_rand(&seed, 8) ? 512 : 8192);
 
-            seed = seed * 1103515245u + 12345u;
-            piece = 1 + (seed >> 8) % ((seed >> 20) % 8 ? 512 : 8192);
             if (piece > len - sent) piece = len - sent;
             rc = send_all(fd, text + sent, piece);
             sent += piece;
-            if ((seed >> 4) % 8 == 0) sleep_ms(1);
+            if (driver_rand(&seed, 8) == 0) sleep_ms(1);
         }
         if (rc == 0) shutdown(fd, SHUT_WR);
         while (rc == 0) { /* the reply, then EOF */

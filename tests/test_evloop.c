@@ -2490,8 +2490,7 @@ TEST(heap_of_200000_timers_fires_in_order)
     for (i = 0; i < BIG_N; i++) {
         struct timeval tv;
         long us;
-        rng = rng * 1103515245u + 12345u;
-        us = (long)((rng >> 8) % 50000);
+        us = (long)harness_rand(&rng, 50000);
         tv = tv_make(0, us);
         REQUIRE(evloop_timer_assign(&t[i], loop, big_cb, (void *)(intptr_t)i) == 0);
         big.lo[i] = mono_us() + us;

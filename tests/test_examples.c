@@ -96,10 +96,7 @@ static int check_echo(int port, size_t size, int read_delay_ms)
 
     if (!data) return why("out of memory");
     /* Every byte value, NUL and '\n' included: echo must not care. */
-    for (i = 0; i < size; i++) {
-        state = state * 1103515245u + 12345u;
-        data[i] = (char)(state >> 16);
-    }
+    for (i = 0; i < size; i++) data[i] = (char)driver_rand(&state, 256);
     memset(&t, 0, sizeof t);
     t.out = data;
     t.out_len = size;

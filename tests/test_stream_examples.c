@@ -471,10 +471,8 @@ static int check_chat_random(int port, int nseeds)
             for (k = 0; k < CHAT_RAND_LINES; k++) {
                 size_t j, n = (size_t)sprintf(out[i] + out_len[i], "%d %02d ", i, k);
 
-                seed = seed * 1103515245u + 12345u;
-                for (j = (seed >> 8) % 300; j > 0; j--, n++) {
-                    seed = seed * 1103515245u + 12345u;
-                    out[i][out_len[i] + n] = (char)(seed >> 16);
+                for (j = driver_rand(&seed, 300); j > 0; j--, n++) {
+                    out[i][out_len[i] + n] = (char)driver_rand(&seed, 256);
                     if (out[i][out_len[i] + n] == '\n') out[i][out_len[i] + n] = '\r';
                 }
                 out[i][out_len[i] + n++] = '\n';
@@ -484,25 +482,28 @@ static int check_chat_random(int port, int nseeds)
         }
         for (busy = 1; rc == 0 && busy;) {
             struct pollfd pfd[CHAT_RAND_CLIENTS];
+            int all_sent = 1;
 
             if (now_ms() > deadline) {
                 rc = why("seed %d: not everything arrived within 10 s", seed_no);
                 break;
             }
             if (now_ms() - last_progress > 1000) break; /* silent for 1 s: check what came */
-            seed = seed * 1103515245u + 12345u;
-            i = (int)((seed >> 8) % CHAT_RAND_CLIENTS);
+            i = (int)driver_rand(&seed, CHAT_RAND_CLIENTS);
             if (sent[i] < out_len[i]) {
-                size_t piece = 1 + (seed >> 12) % 200;
+                size_t piece = 1 + driver_rand(&seed, 200);
                 ssize_t n;
 
                 if (piece > out_len[i] - sent[i]) piece = out_len[i] - sent[i];
                 n = send(fds[i], out[i] + sent[i], piece, 0);
                 if (n > 0) sent[i] += (size_t)n, last_progress = now_ms();
-                if ((seed >> 20) % 16 == 0) sleep_ms(1);
+                if (driver_rand(&seed, 16) == 0) sleep_ms(1);
             }
-            for (i = 0; i < CHAT_RAND_CLIENTS; i++) pfd[i].fd = fds[i], pfd[i].events = POLLIN;
-            poll(pfd, CHAT_RAND_CLIENTS, 0);
+            for (i = 0; i < CHAT_RAND_CLIENTS; i++) {
+                pfd[i].fd = fds[i], pfd[i].events = POLLIN;
+                if (sent[i] < out_len[i]) all_sent = 0;
+            }
+            poll(pfd, CHAT_RAND_CLIENTS, all_sent ? 10 : 0); /* only reading left: wait for it */
             for (busy = 0, i = 0; i < CHAT_RAND_CLIENTS; i++) {
                 ssize_t n = 0;
 
@@ -513,7 +514,6 @@ static int check_chat_random(int port, int nseeds)
                 if (n == 0 && pfd[i].revents)
                     rc = why("seed %d: client %d disconnected", seed_no, i);
                 if (sent[i] < out_len[i] || in_len[i] < total) busy = 1;
-                if (busy && sent[i] == out_len[i] && in_len[i] < total) poll(pfd + i, 1, 1);
             }
         }
         for (i = 0; rc == 0 && i < CHAT_RAND_CLIENTS; i++)
@@ -874,19 +874,13 @@ struct http_want {
     int close; /* the answer ends the connection */
 };
 
-static unsigned http_rand(unsigned *seed, unsigned n)
-{
-    *seed = *seed * 1103515245u + 12345u;
-    return (*seed >> 8) % n;
-}
-
 /* Appends n random bytes from set (or any byte when set is NULL). */
 static size_t http_rand_bytes(unsigned *seed, char *out, size_t n, const char *set)
 {
     size_t i, m = set ? strlen(set) : 256;
 
     for (i = 0; i < n; i++)
-        out[i] = set ? set[http_rand(seed, (unsigned)m)] : (char)http_rand(seed, 256);
+        out[i] = set ? set[driver_rand(seed, (unsigned)m)] : (char)driver_rand(seed, 256);
     return n;
 }
 
@@ -901,34 +895,35 @@ static size_t http_rand_request(unsigned *seed, char *out, int last, struct http
                                       "GET  / HTTP/1.1\r\n\r\n", "GET / HTTP/1.1\nHost: x\n\n",
                                       "GET / HTTP/2.0\r\n\r\n", "G@T / HTTP/1.1\r\n\r\n"};
     static const char value_chars[] = "abcXYZ019 \t;,=/.-";
-    unsigned kind = http_rand(seed, last ? 10 : 7), i, nh = http_rand(seed, 4);
+    unsigned kind = driver_rand(seed, last ? 10 : 7), i, nh = driver_rand(seed, 4);
     size_t n = 0, body = 0;
-    int ten = kind < 7 && http_rand(seed, 6) == 0; /* HTTP/1.0 that asks for keep-alive */
+    int ten = kind < 7 && driver_rand(seed, 6) == 0; /* HTTP/1.0 that asks for keep-alive */
 
     w->status = 200, w->head = 0, w->close = 0;
     if (kind == 9) { /* malformed: 400, then the server closes */
-        const char *b = bad[http_rand(seed, sizeof bad / sizeof *bad)];
+        const char *b = bad[driver_rand(seed, sizeof bad / sizeof *bad)];
         w->status = 400, w->close = 1;
         memcpy(out, b, strlen(b));
         return strlen(b);
     }
-    while (http_rand(seed, 4) == 0)
+    while (driver_rand(seed, 4) == 0)
         n += (size_t)sprintf(out + n, "\r\n"); /* allowed before a request */
     if (kind == 4) w->head = 1;
     if (kind == 5) w->status = 405;
     n += (size_t)sprintf(out + n, "%s /", kind == 4 ? "HEAD" : kind == 5 ? "POST" : "GET");
-    n += http_rand_bytes(seed, out + n, http_rand(seed, 20), "abc/?=&%09");
+    n += http_rand_bytes(seed, out + n, driver_rand(seed, 20), "abc/?=&%09");
     n += (size_t)sprintf(out + n, " HTTP/1.%d\r\n", ten ? 0 : 1);
     if (ten) n += (size_t)sprintf(out + n, "connection: Keep-Alive\r\n");
     for (i = 0; i < nh; i++) {
-        n += (size_t)sprintf(out + n, "%s:", names[http_rand(seed, sizeof names / sizeof *names)]);
-        n += http_rand_bytes(seed, out + n, http_rand(seed, 40), value_chars);
+        n +=
+            (size_t)sprintf(out + n, "%s:", names[driver_rand(seed, sizeof names / sizeof *names)]);
+        n += http_rand_bytes(seed, out + n, driver_rand(seed, 40), value_chars);
         n += (size_t)sprintf(out + n, "\r\n");
     }
     if (kind == 5 || kind == 6) { /* a body, read and ignored: any bytes, CR and LF too */
-        body = http_rand(seed, 300);
+        body = driver_rand(seed, 300);
         n += (size_t)sprintf(out + n, "%s: %zu\r\n",
-                             http_rand(seed, 2) ? "Content-Length" : "content-length", body);
+                             driver_rand(seed, 2) ? "Content-Length" : "content-length", body);
     }
     if (kind == 7) n += (size_t)sprintf(out + n, "Connection: close\r\n"), w->close = 1;
     if (kind == 8)
@@ -954,20 +949,23 @@ static int check_http_random_splits(int port, int nseeds)
         struct http_want want[8];
         struct http_response rs;
         unsigned seed = (unsigned)seed_no * 2654435761u;
-        int i, nreq = 1 + (int)http_rand(&seed, 8);
+        int i, nreq = 1 + (int)driver_rand(&seed, 8);
         size_t len = 0, sent = 0;
 
         for (i = 0; i < nreq; i++)
             len += http_rand_request(&seed, req + len, i == nreq - 1, &want[i]);
-        if (http_open(h, port) < 0) return -1;
+        if (http_open(h, port) < 0) {
+            rc = -1;
+            break;
+        }
         setsockopt(h->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         while (rc == 0 && sent < len) {
-            size_t piece = 1 + http_rand(&seed, http_rand(&seed, 4) ? 40 : 2000);
+            size_t piece = 1 + driver_rand(&seed, driver_rand(&seed, 4) ? 40 : 2000);
 
             if (piece > len - sent) piece = len - sent;
             rc = send_all(h->fd, req + sent, piece);
             sent += piece;
-            if (http_rand(&seed, 3) == 0) sleep_ms(1);
+            if (driver_rand(&seed, 3) == 0) sleep_ms(1);
         }
         for (i = 0; rc == 0 && i < nreq; i++) {
             if (http_read(h, want[i].head, &rs) < 0)

@@ -277,8 +277,7 @@ TEST(buffer_add_remove_keeps_order)
     fill_pattern(src, TOTAL, 1, 0);
     while (out < TOTAL) {
         size_t n;
-        seed = seed * 1103515245u + 12345u;
-        n = (seed >> 8) % 20000;
+        n = harness_rand(&seed, 20000);
         if (in < TOTAL && (seed & 1)) {
             if (n > TOTAL - in) n = TOTAL - in;
             REQUIRE(evloop_buffer_add(buf, src + in, n) == 0);
@@ -467,13 +466,10 @@ TEST(buffer_find_matches_naive_search)
     for (round = 0; round < 300; round++) {
         size_t n, m, i;
         evloop_buffer *buf;
-        seed = seed * 1103515245u + 12345u;
-        n = 1 + (seed >> 8) % sizeof hay;
+        n = 1 + harness_rand(&seed, sizeof hay);
         m = 1 + (seed >> 20) % 4;
-        for (i = 0; i < n; i++) {
-            seed = seed * 1103515245u + 12345u;
-            hay[i] = (unsigned char)('a' + (seed >> 16) % 3); /* small alphabet: many near misses */
-        }
+        for (i = 0; i < n; i++) /* small alphabet: many near misses */
+            hay[i] = (unsigned char)('a' + harness_rand(&seed, 3));
         for (i = 0; i < m; i++) pat[i] = (unsigned char)('a' + (i * 7 + (size_t)round) % 3);
         buf = (round & 1) ? fragmented(hay, n) : evloop_buffer_new();
         if (!(round & 1)) REQUIRE(evloop_buffer_add(buf, hay, n) == 0);

@@ -280,11 +280,10 @@ scount() {
     awk '$NF == "total" {t = $4} $NF == "epoll_ctl" {c = $4} $NF == "epoll_wait" {w = $4}
          END {print t + 0, c + 0, w + 0}' "$out"
 }
-# sc CONFIG LIB SMALL LARGE CMD-BEFORE-SIZE -- ARGS-AFTER-SIZE...
+# sc CONFIG LIB SMALL LARGE CMD: CMD (words) run with SMALL, then LARGE appended
 sc() {
     local config=$1 lib=$2 n1=$3 n2=$4 prog=$5 a b
-    shift 6
-    if ! a=$(scount "$B/strace.1" $prog "$n1" "$@") || ! b=$(scount "$B/strace.2" $prog "$n2" "$@"); then
+    if ! a=$(scount "$B/strace.1" $prog "$n1") || ! b=$(scount "$B/strace.2" $prog "$n2"); then
         say "FAILED under strace: $prog (see $LOG)"
         return
     fi
@@ -299,12 +298,12 @@ if command -v strace >/dev/null 2>&1; then
     say "system calls (strace -c): ping-pong and pipes N=1000"
     for lib in evloop rawepoll $PEERS; do
         have "bench_pingpong_$lib" &&
-            sc pingpong "$lib" 2000 7000 "$B/bench_pingpong_$lib" --
-        have "bench_pipes_$lib" && sc pipes-N=1000 "$lib" 2 7 "$B/bench_pipes_$lib 1000" --
+            sc pingpong "$lib" 2000 7000 "$B/bench_pingpong_$lib"
+        have "bench_pipes_$lib" && sc pipes-N=1000 "$lib" 2 7 "$B/bench_pipes_$lib 1000"
         [ "$lib" = rawepoll ] && have bench_pipes_rawepoll-ctl &&
-            sc pipes-N=1000 rawepoll-ctl 2 7 "$B/bench_pipes_rawepoll-ctl 1000" --
+            sc pipes-N=1000 rawepoll-ctl 2 7 "$B/bench_pipes_rawepoll-ctl 1000"
         [ "$lib" = rawepoll ] ||
-            { have "bench_pipes_$lib" && sc pipes-N=1000+timeouts "$lib" 2 7 "$B/bench_pipes_$lib 1000 -t" --; }
+            { have "bench_pipes_$lib" && sc pipes-N=1000+timeouts "$lib" 2 7 "$B/bench_pipes_$lib 1000 -t"; }
     done
 else
     say "strace not available: no system call counts"
