@@ -1277,8 +1277,12 @@ static inline int evloop__list_reserve(evloop__fdinfo *fi)
 
 EVLOOP__HOT void evloop__list_remove(evloop__fdinfo *fi, const evloop_event *ev)
 {
-    evloop_event **v = evloop__evs(fi);
+    evloop_event **v = fi->evs.many;
     int i = 0;
+    if (!fi->capl) { /* a lone event, so it is ev */
+        fi->n = 0;
+        return;
+    }
     while (v[i] != ev) i++;
     for (fi->n--; i < fi->n; i++) v[i] = v[i + 1];
 }
@@ -1330,6 +1334,10 @@ static void evloop__fd_ready(evloop *loop, int fd, unsigned bits);
 
 static const char evloop__be_name[] = "epoll";
 
+/* The mask conversions below rely on these two. */
+typedef char
+    evloop__epoll_bits_check[(EPOLLIN == EVLOOP_READ >> 1 && EPOLLOUT == EVLOOP_WRITE) ? 1 : -1];
+
 static int evloop__be_init(evloop *loop)
 {
     loop->be.epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -1361,10 +1369,12 @@ EVLOOP__HOT int evloop__be_change(evloop *loop, int fd, unsigned old, unsigned m
         return 0;
     }
     memset(&e, 0, sizeof e);
-    e.events = ((mask & EVLOOP_READ) ? (unsigned)EPOLLIN : 0u) |
-               ((mask & EVLOOP_WRITE) ? (unsigned)EPOLLOUT : 0u) |
-               ((mask & EVLOOP_CLOSED) ? (unsigned)EPOLLRDHUP : 0u) |
-               ((mask & EVLOOP_ET) ? (unsigned)EPOLLET : 0u);
+    /* EVLOOP_WRITE is EPOLLOUT and EVLOOP_READ is EPOLLIN one bit up (the
+       typedef below checks it), so the usual masks take two operations. */
+    e.events = (mask & EVLOOP_WRITE) | ((mask & EVLOOP_READ) >> 1);
+    if (mask & (EVLOOP_CLOSED | EVLOOP_ET))
+        e.events |= ((mask & EVLOOP_CLOSED) ? (unsigned)EPOLLRDHUP : 0u) |
+                    ((mask & EVLOOP_ET) ? (unsigned)EPOLLET : 0u);
     e.data.fd = fd;
     /* Unknown or stale (the number may name a new file): ADD. EEXIST proves
        the kernel still watches this very file, and a refused ADD is cheaper
@@ -1384,9 +1394,9 @@ static int evloop__be_wait(evloop *loop, int64_t timeout_ns)
     evloop__update_time(loop);
     if (n < 0) return errno == EINTR ? 0 : -1;
     for (i = 0; i < n; i++) {
-        unsigned e = loop->be.out[i].events, bits = 0;
-        if (e & (EPOLLIN | EPOLLHUP | EPOLLERR)) bits |= EVLOOP_READ;
-        if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) bits |= EVLOOP_WRITE;
+        unsigned e = loop->be.out[i].events;
+        unsigned bits = (e & EPOLLOUT) | ((e & EPOLLIN) << 1);
+        if (e & (EPOLLHUP | EPOLLERR)) bits |= EVLOOP_READ | EVLOOP_WRITE;
         if (e & (EPOLLRDHUP | EPOLLHUP)) bits |= EVLOOP_CLOSED;
         evloop__fd_ready(loop, loop->be.out[i].data.fd, bits);
     }
@@ -1668,6 +1678,12 @@ EVLOOP__HOT int evloop__io_start(evloop *loop, evloop_event *ev)
         unsigned old = fi->kmask ? fi->kmask | EVLOOP__KMASK_STALE : 0;
         if (evloop__be_change(loop, ev->fd, old, want) < 0) return -1;
         fi->kmask = (unsigned char)want;
+        /* The kernel now has what the list will say: a change queued just
+           before (the delete of a delete, assign, add) has nothing left to do. */
+        if (EVLOOP__SHORT_PATHS && fi->queued && loop->changes[loop->nchanges - 1] == ev->fd) {
+            fi->queued = 0;
+            loop->nchanges--;
+        }
     } else if (want != fi->kmask) {
         evloop__fd_queue(loop, ev->fd);
     }
@@ -2044,7 +2060,7 @@ static void evloop__list_activate(evloop *loop, evloop__fdinfo *fi, unsigned bit
 static void evloop__fd_ready(evloop *loop, int fd, unsigned bits)
 {
     evloop__fdinfo *fi;
-    if (fd < 0 || fd >= loop->nfds) return;
+    if ((unsigned)fd >= (unsigned)loop->nfds) return; /* also fd < 0 */
     fi = &loop->fds[fd];
     bits &= EVLOOP__IO_BITS;
     if (!EVLOOP__SHORT_PATHS || fi->capl) {
@@ -3014,17 +3030,26 @@ EVLOOP__API int evloop_event_add(evloop_event *ev, const struct timeval *tv)
     evloop *loop;
     int64_t timeout = EVLOOP__NO_TIMEOUT;
     int was;
-    if (!ev || !(ev->flags & EVLOOP__F_INIT) || !ev->loop) return evloop__fail(EINVAL);
+    if (!ev || !(ev->flags & EVLOOP__F_INIT)) return evloop__fail(EINVAL);
     loop = ev->loop;
-    /* The busiest case gets a short path: a plain timeout for an event that
-       is only a timer and is neither pending nor active. */
-    if (EVLOOP__SHORT_PATHS && tv && !(ev->events & (EVLOOP__IO_BITS | EVLOOP_SIGNAL)) &&
-        (ev->timer_idx & ev->active_idx) < 0 && evloop__tv_valid(tv) &&
-        loop->nheap < loop->heap_warm) {
-        ev->timeout = evloop__tv_to_ns(tv);
-        evloop__heap_push(loop, ev, evloop__stamp(loop) + ev->timeout);
-        if (!(ev->flags & EVLOOP__F_INTERNAL)) loop->nlive++;
-        return 0;
+    /* The busiest cases get short paths, for an event that is neither pending
+       nor active: an fd event without a timeout, and a plain timeout for an
+       fd event or for an event that is only a timer. */
+    if (EVLOOP__SHORT_PATHS && !(ev->flags & EVLOOP__F_IO) &&
+        (ev->timer_idx & ev->active_idx) < 0 && !(ev->events & EVLOOP_SIGNAL)) {
+        if (tv && evloop__tv_valid(tv) && loop->nheap < loop->heap_warm) {
+            if ((ev->events & EVLOOP__IO_BITS) && evloop__io_start(loop, ev) < 0) return -1;
+            ev->timeout = evloop__tv_to_ns(tv);
+            evloop__heap_push(loop, ev, evloop__stamp(loop) + ev->timeout);
+            if (!(ev->flags & EVLOOP__F_INTERNAL)) loop->nlive++;
+            return 0;
+        }
+        if (!tv && (ev->events & EVLOOP__IO_BITS)) {
+            if (evloop__io_start(loop, ev) < 0) return -1;
+            ev->timeout = EVLOOP__NO_TIMEOUT;
+            if (!(ev->flags & EVLOOP__F_INTERNAL)) loop->nlive++;
+            return 0;
+        }
     }
     /* Everything that can fail comes before the first change. */
     if (tv &&
@@ -3052,6 +3077,14 @@ EVLOOP__API int evloop_event_del(evloop_event *ev)
     if (!ev || !(ev->flags & EVLOOP__F_INIT)) return evloop__fail(EINVAL);
     if (!evloop__is_live(ev)) return 0; /* the loop may be gone: do not touch it */
     loop = ev->loop;
+    /* The busiest case: a user's fd event that is only waiting for its fd. */
+    if (EVLOOP__SHORT_PATHS &&
+        (ev->flags & (EVLOOP__F_IO | EVLOOP__F_SIG | EVLOOP__F_INTERNAL)) == EVLOOP__F_IO &&
+        (ev->timer_idx & ev->active_idx) < 0) {
+        evloop__io_stop(loop, ev);
+        loop->nlive--;
+        return 0;
+    }
     evloop__unpend(loop, ev);
     if (ev->active_idx >= 0) evloop__queue_cancel(loop, ev);
     if (!(ev->flags & EVLOOP__F_INTERNAL)) loop->nlive--;

@@ -1457,6 +1457,34 @@ TEST(live_count_matches_events_under_random_calls)
     }
 }
 
+/* A timeout belongs to the add that gave it: deleted, then added again
+   with NULL, an fd event has none, so its reads do not start one. */
+TEST(readd_after_del_drops_old_timeout)
+{
+    evloop *loop = new_loop();
+    evloop_event rd;
+    counter c;
+    struct timeval t20 = tv_ms(20);
+    int p[2];
+    memset(&c, 0, sizeof c);
+    make_pair(p);
+    REQUIRE(evloop_event_assign(&rd, loop, p[0], EVLOOP_READ | EVLOOP_PERSIST, count_cb, &c) == 0);
+    REQUIRE(evloop_event_add(&rd, &t20) == 0);
+    REQUIRE(evloop_event_del(&rd) == 0);
+    REQUIRE(evloop_event_add(&rd, NULL) == 0);
+    put(p[1], "x");
+    CHECK_EQ_INT(evloop_run(loop, EVLOOP_ONCE), 0);
+    CHECK_EQ_INT(c.n, 1);
+    CHECK_EQ_INT(c.last, EVLOOP_READ);
+    drain(p[0]);
+    CHECK_EQ_INT(evloop_event_pending(&rd, EVLOOP_READ | EVLOOP_TIMEOUT, NULL), EVLOOP_READ);
+    sleep_ms(40);
+    CHECK_EQ_INT(evloop_run(loop, EVLOOP_NONBLOCK), 0);
+    CHECK_EQ_INT(c.n, 1);
+    evloop_free(loop);
+    close_pair(p);
+}
+
 TEST(readd_never_registers_twice)
 {
     evloop *loop = new_loop();
@@ -5001,6 +5029,7 @@ static const harness_test tests[] = {
     HARNESS_TEST(readd_replaces_timeout),
     HARNESS_TEST(timer_added_with_null_is_not_pending),
     HARNESS_TEST(live_count_matches_events_under_random_calls),
+    HARNESS_TEST(readd_after_del_drops_old_timeout),
     HARNESS_TEST(readd_never_registers_twice),
     HARNESS_TEST(pending_reports_subset_and_wall_expiry),
     HARNESS_TEST(pending_reports_active_bits),
