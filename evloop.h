@@ -1370,7 +1370,7 @@ EVLOOP__HOT int evloop__be_change(evloop *loop, int fd, unsigned old, unsigned m
     }
     memset(&e, 0, sizeof e);
     /* EVLOOP_WRITE is EPOLLOUT and EVLOOP_READ is EPOLLIN one bit up (the
-       typedef below checks it), so the usual masks take two operations. */
+       typedef above checks it), so the usual masks take two operations. */
     e.events = (mask & EVLOOP_WRITE) | ((mask & EVLOOP_READ) >> 1);
     if (mask & (EVLOOP_CLOSED | EVLOOP_ET))
         e.events |= ((mask & EVLOOP_CLOSED) ? (unsigned)EPOLLRDHUP : 0u) |
@@ -3032,24 +3032,18 @@ EVLOOP__API int evloop_event_add(evloop_event *ev, const struct timeval *tv)
     int was;
     if (!ev || !(ev->flags & EVLOOP__F_INIT)) return evloop__fail(EINVAL);
     loop = ev->loop;
-    /* The busiest cases get short paths, for an event that is neither pending
-       nor active: an fd event without a timeout, and a plain timeout for an
-       fd event or for an event that is only a timer. */
+    /* The busiest cases get a short path, for an event that is neither
+       pending nor active: an fd event with no timeout or a plain one, and a
+       plain timeout for an event that is only a timer. */
     if (EVLOOP__SHORT_PATHS && !(ev->flags & EVLOOP__F_IO) &&
-        (ev->timer_idx & ev->active_idx) < 0 && !(ev->events & EVLOOP_SIGNAL)) {
-        if (tv && evloop__tv_valid(tv) && loop->nheap < loop->heap_warm) {
-            if ((ev->events & EVLOOP__IO_BITS) && evloop__io_start(loop, ev) < 0) return -1;
-            ev->timeout = evloop__tv_to_ns(tv);
-            evloop__heap_push(loop, ev, evloop__stamp(loop) + ev->timeout);
-            if (!(ev->flags & EVLOOP__F_INTERNAL)) loop->nlive++;
-            return 0;
-        }
-        if (!tv && (ev->events & EVLOOP__IO_BITS)) {
-            if (evloop__io_start(loop, ev) < 0) return -1;
-            ev->timeout = EVLOOP__NO_TIMEOUT;
-            if (!(ev->flags & EVLOOP__F_INTERNAL)) loop->nlive++;
-            return 0;
-        }
+        (ev->timer_idx & ev->active_idx) < 0 && !(ev->events & EVLOOP_SIGNAL) &&
+        (tv ? evloop__tv_valid(tv) && loop->nheap < loop->heap_warm
+            : (ev->events & EVLOOP__IO_BITS) != 0)) {
+        if ((ev->events & EVLOOP__IO_BITS) && evloop__io_start(loop, ev) < 0) return -1;
+        ev->timeout = tv ? evloop__tv_to_ns(tv) : EVLOOP__NO_TIMEOUT;
+        if (tv) evloop__heap_push(loop, ev, evloop__stamp(loop) + ev->timeout);
+        if (!(ev->flags & EVLOOP__F_INTERNAL)) loop->nlive++;
+        return 0;
     }
     /* Everything that can fail comes before the first change. */
     if (tv &&
