@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #define EVLOOP_MALLOC(n)     test_malloc(n)
@@ -20,7 +21,9 @@
 #define EVLOOP_FREE(p)       test_free(p)
 
 #define TEST_ALLOC_HDR 16
-#define TEST_ALLOC_MAX ((size_t)1 << 32) /* larger requests fail, as they would for real */
+/* Larger requests fail, as they would for real: 4 GiB, or 1 GiB with a
+   32-bit size_t. */
+#define TEST_ALLOC_MAX (SIZE_MAX / 4 < 0xffffffffu ? SIZE_MAX / 4 : (size_t)0xffffffffu)
 static pthread_mutex_t alloc_lock = PTHREAD_MUTEX_INITIALIZER;
 static long alloc_live;  /* blocks the library holds now */
 static long alloc_calls; /* malloc/realloc calls so far */

@@ -15,7 +15,8 @@
 
    Output: one line a test, `ok   <name>` or `FAIL <name>: <reason>`, then
    `<suite>: N passed, N failed`. Exit status 1 if anything failed.
-   Arguments: test names or substrings select tests; -l lists the names.
+   Arguments: test names or substrings select tests, "!substring" leaves
+   tests out; -l lists the names.
    EVLOOP_TEST_TIMEOUT=<seconds> overrides the default 10 s limit a test.
    EVLOOP_TEST_VERBOSE=1 also prints every failed check to stderr.
    The including file defines _GNU_SOURCE (or _DEFAULT_SOURCE) before any
@@ -285,15 +286,20 @@ static int harness__wait(pid_t pid, unsigned timeout, int *status, int *killed)
     }
 }
 
+/* Selected: named by no "!substring" argument, and by a plain one if any. */
 static int harness__selected(const char *name, int argc, char **argv)
 {
-    int i, any = 0;
+    int i, any = 0, hit = 0;
     for (i = 1; i < argc; i++) {
         if (argv[i][0] == '-') continue;
+        if (argv[i][0] == '!') {
+            if (strstr(name, argv[i] + 1)) return 0;
+            continue;
+        }
         any = 1;
-        if (strstr(name, argv[i])) return 1;
+        if (strstr(name, argv[i])) hit = 1;
     }
-    return !any;
+    return hit || !any;
 }
 
 static int harness_main(int argc, char **argv, const harness_test *tests, size_t ntests,
@@ -311,7 +317,7 @@ static int harness_main(int argc, char **argv, const harness_test *tests, size_t
             return 0;
         }
         if (strcmp(argv[a], "-h") == 0 || strcmp(argv[a], "--help") == 0) {
-            printf("usage: %s [-l] [name-or-substring...]\n"
+            printf("usage: %s [-l] [name-or-substring...] [!substring...]\n"
                    "  EVLOOP_TEST_TIMEOUT=<s> per-test time limit (default 10)\n",
                    argv[0]);
             return 0;

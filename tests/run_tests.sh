@@ -3,10 +3,12 @@
 #   1. formatting (clang-format, when installed)
 #   2. compile checks: gcc and clang (when installed), C99, C11 and C++11,
 #      every backend, two translation units, EVLOOP_STATIC, each EVLOOP_NO_*
-#      option, and the combinations that must refuse to compile
+#      option, 32-bit x86 (when gcc -m32 links), and the combinations that
+#      must refuse to compile
 #   3. the test programs (core, networking layer) on every backend, plain
-#      and under ASan+UBSan, built for size (-Os) on epoll, and
-#      the system calls the change list makes (epoll, kqueue)
+#      and under ASan+UBSan, built for size (-Os) on epoll, built for 32-bit
+#      x86 on epoll and poll (run natively or under qemu-i386), and the
+#      system calls the change list makes (epoll, kqueue)
 #   4. the threaded tests under TSan
 #   5. the examples, started and talked to by tests/test_examples.c and
 #      tests/test_stream_examples.c, built on every backend (the servers on
@@ -71,12 +73,36 @@ tally() {
 compilers="gcc"
 have clang && compilers="gcc clang"
 
+# 32-bit x86 (size_t, long and pointers of 32 bits, as on the small boards
+# evloop gets vendored into) when the compiler can link for it (Debian:
+# gcc-multilib). The programs run natively when the kernel runs 32-bit code,
+# else under qemu-i386 (Debian: qemu-user) when installed.
+m32=""
+if echo 'int main(void) { return 0; }' | gcc -m32 -x c - -o "$B/probe32" >/dev/null 2>&1; then
+    m32=gcc
+    if "$B/probe32" 2>/dev/null; then
+        run32=""
+    elif have qemu-i386; then
+        run32=qemu-i386
+    else
+        run32=none
+    fi
+fi
+
 echo "== formatting"
 if have clang-format; then
     check "make format-check" make -s format-check
 else
     skip "format-check" "clang-format not installed"
 fi
+
+# examples_m32 CC: every example builds for 32-bit x86 under the strict warnings.
+examples_m32() {
+    local ex
+    for ex in examples/*.c; do
+        "$1" -m32 -std=c99 $WARN $STRICT -pthread -I. "$ex" -o "$B/ex" || return 1
+    done
+}
 
 echo "== compile checks"
 have clang || skip "clang compile checks" "clang not installed"
@@ -130,7 +156,15 @@ for cc in $compilers; do
     for ex in examples/*.c; do
         check "$cc builds $ex warning-free, strict warnings too" $cc -std=c99 $WARN $STRICT -pthread -I. "$ex" -o "$B/ex"
     done
+    if [ -n "$m32" ]; then
+        for b in $BACKENDS; do
+            check "$cc -m32 $b: implementation clean under strict warnings" \
+                $cc -m32 -std=c99 $WARN $STRICT -pthread -I. $(backend_flags "$b") -c tests/compile/minimal.c -o "$B/min.o"
+        done
+        check "$cc -m32: every example builds warning-free, strict warnings too" examples_m32 "$cc"
+    fi
 done
+[ -n "$m32" ] || skip "32-bit builds and tests" "gcc -m32 cannot link (Debian: gcc-multilib)"
 
 # Sanitizers: clang when present (its runtime is the reference), else gcc.
 san_cc=gcc
@@ -158,6 +192,13 @@ done
 build_suite os_epoll test_evloop epoll gcc -Os &
 build_suite os_streams_epoll test_streams epoll gcc -Os &
 wait
+if [ -n "$m32" ]; then
+    for b in epoll poll; do
+        build_suite "m32_$b" test_evloop "$b" gcc -m32 &
+        build_suite "m32_streams_$b" test_streams "$b" gcc -m32 &
+        wait
+    done
+fi
 $san_cc -std=c99 $WARN -g -O1 -fsanitize=thread -pthread -I. -Itests -DEVLOOP_BACKEND_EPOLL \
     tests/test_evloop.c -o "$B/tsan_epoll" >"$B/build_tsan.log" 2>&1
 make -s examples >"$B/build_examples.log" 2>&1
@@ -209,6 +250,27 @@ run_pair streams_epoll streams_poll
 run_pair streams_select streams_kqueue
 echo "== test program built for size (-Os: general paths only)"
 run_pair os_epoll os_streams_epoll
+
+if [ -n "$m32" ]; then
+    echo "== test program built for 32-bit x86${run32:+ (run by $run32)}"
+    if [ "$run32" = none ]; then
+        skip "32-bit test programs" "the kernel runs no 32-bit programs and qemu-i386 is missing (Debian: qemu-user)"
+    else
+        # Under qemu a program cannot exec itself (the kernel cannot run it).
+        excl=""
+        [ "$run32" = qemu-i386 ] && excl='!internal_fds_do_not_leak_across_exec' &&
+            skip "internal_fds_do_not_leak_across_exec (32-bit)" "needs exec, which qemu-i386 cannot give"
+        for b in epoll poll; do
+            $run32 "$B/m32_$b" $excl >"$B/m32_$b.out" 2>&1 &
+            pa=$!
+            $run32 "$B/m32_streams_$b" >"$B/m32_streams_$b.out" 2>&1
+            rb=$?
+            wait $pa
+            tally "m32_$b" "$B/m32_$b.out" $?
+            tally "m32_streams_$b" "$B/m32_streams_$b.out" $rb
+        done
+    fi
+fi
 
 echo "== system calls made by the change list"
 for b in epoll kqueue; do
