@@ -97,14 +97,18 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-# A TCP port nobody listens on (from /proc/net/tcp: state 0A is LISTEN).
+# A TCP port below the kernel's ephemeral range (wrk's client sockets take
+# theirs from there, and one left from a previous run would make the bind
+# fail) that no socket holds in any state (local ports in /proc/net/tcp*
+# are 4 hex digits).
 free_port() {
-    local used p
-    used=$(awk 'NR > 1 && $4 == "0A" {split($2, a, ":"); print strtonum("0x" a[2])}' \
-        /proc/net/tcp /proc/net/tcp6 2>/dev/null)
+    local used lo p
+    lo=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
+    [ "${lo:-0}" -gt 21000 ] 2>/dev/null || lo=32768
+    used=$(awk 'NR > 1 {split($2, a, ":"); print a[2]}' /proc/net/tcp /proc/net/tcp6 2>/dev/null)
     for _ in $(seq 100); do
-        p=$((20000 + RANDOM % 30000))
-        printf '%s\n' "$used" | grep -qx "$p" || { echo "$p"; return 0; }
+        p=$((20000 + RANDOM % (lo - 20000)))
+        printf '%s\n' "$used" | grep -qix "$(printf '%04X' "$p")" || { echo "$p"; return 0; }
     done
     return 1
 }
