@@ -2007,14 +2007,16 @@ static void evloop__queue_cancel(evloop *loop, evloop_event *ev)
 }
 
 /* Queue ev's callback with `res`, or add the bits to the one already queued.
-   A non-persistent event stops being pending here; a persistent one with a
-   timeout starts its timeout again (timer expiry re-arms it itself). */
+   A non-persistent event stops being pending here; a pending persistent one
+   with a timeout starts its timeout again (timer expiry re-arms it itself).
+   One that is not pending (deleted, then activated by hand) stays so. */
 static void evloop__activate_any(evloop *loop, evloop_event *ev, short res)
 {
     int was = evloop__is_live(ev);
     if (!(ev->events & EVLOOP_PERSIST))
         evloop__unpend(loop, ev);
-    else if (ev->timeout != EVLOOP__NO_TIMEOUT && !(res & EVLOOP_TIMEOUT))
+    else if (ev->timeout != EVLOOP__NO_TIMEOUT && !(res & EVLOOP_TIMEOUT) &&
+             ((ev->flags & (EVLOOP__F_IO | EVLOOP__F_SIG)) || ev->timer_idx >= 0))
         evloop__restart_timer(loop, ev, evloop__now(loop) + evloop__timer_duration(loop, ev));
     if (ev->flags & EVLOOP__F_INTERNAL) {
         ev->cb(ev->fd, res, ev->arg);
@@ -3199,14 +3201,15 @@ struct evloop_buffer {
     evloop__buf_hook hook;
     void *hook_arg;
     int embedded; /* part of a stream: evloop_buffer_free must not touch it */
+    int bulk;     /* the last read took a chunk's worth or more */
 };
 
-#define EVLOOP__CHUNK_MIN   (4096 - sizeof(evloop__chunk)) /* a page with its header */
-#define EVLOOP__CHUNK_BIG   ((size_t)65536)                /* growth stops doubling here */
-#define EVLOOP__SPARE_MAX   ((size_t)65536)                /* bigger drained chunks are freed */
-#define EVLOOP__READ_CHUNK  (16384 - sizeof(evloop__chunk))
-#define EVLOOP__READ_EXTRA  65536 /* stack space a read spills into */
-#define EVLOOP__WRITE_IOVS  32    /* chunks handed to one writev */
+#define EVLOOP__CHUNK_MIN   (4096 - sizeof(evloop__chunk))  /* a page with its header */
+#define EVLOOP__CHUNK_BIG   ((size_t)65536)                 /* growth stops doubling here */
+#define EVLOOP__SPARE_MAX   ((size_t)65536)                 /* bigger drained chunks are freed */
+#define EVLOOP__READ_CHUNK  (16384 - sizeof(evloop__chunk)) /* a read's new chunk */
+#define EVLOOP__READ_BULK   (65536 - sizeof(evloop__chunk)) /* ... and the one behind it */
+#define EVLOOP__WRITE_IOVS  32                              /* chunks handed to one writev */
 #define EVLOOP__NOT_FOUND   ((size_t)-1)
 #define EVLOOP__ACCEPT_WAIT 100000 /* us a listener rests after running out of fds */
 
@@ -3473,52 +3476,58 @@ static size_t evloop__iov_put(struct iovec *iov, int *niov, void *base, size_t l
     return n;
 }
 
-/* Hand got bytes, read into the last chunk's free space, then into fresh,
-   then into extra, to the buffer. */
-static int evloop__buf_commit(evloop_buffer *buf, size_t room, evloop__chunk *fresh,
-                              const unsigned char *extra, size_t got)
+/* Hand the first n bytes of a read to the buffer: they went into the last
+   chunk's free space, then into the new chunks, in order. Unused new chunks
+   are freed. */
+static void evloop__buf_commit(evloop_buffer *buf, size_t room, evloop__chunk **fresh, size_t n)
 {
-    size_t n = got < room ? got : room;
-    if (n) {
-        buf->last->len += n;
-        buf->total += n;
-        got -= n;
+    size_t k = n < room ? n : room;
+    int i;
+    if (k) {
+        buf->last->len += k;
+        buf->total += k;
+        n -= k;
     }
-    n = fresh && got < fresh->cap ? got : fresh ? fresh->cap : 0;
-    if (n) {
-        fresh->len = n;
-        evloop__buf_splice(buf, fresh, fresh, n);
-        got -= n;
-    } else {
-        EVLOOP_FREE(fresh);
+    for (i = 0; i < 2; i++) {
+        evloop__chunk *c = fresh[i];
+        if (!c) continue;
+        k = n < c->cap ? n : c->cap;
+        if (!k) {
+            EVLOOP_FREE(c);
+            continue;
+        }
+        c->len = k;
+        evloop__buf_splice(buf, c, c, k);
+        n -= k;
     }
-    return got ? evloop__buf_append(buf, extra, got) : 0;
 }
 
-/* One readv into the last chunk's free space, a fresh chunk when that space
-   is small, and a stack buffer behind them: a single system call takes what
-   the socket has without keeping big blocks for idle connections. */
+/* One readv into the last chunk's free space, a new chunk when that is
+   small, and, while reads come in bulk, a large one behind them: a single
+   system call takes what the socket has. Every byte has its place before
+   the call, so a failed allocation loses nothing (it limits the read
+   instead), and a connection that reads little never allocates the large
+   chunk. */
 static int evloop__buf_readv(evloop_buffer *buf, int fd, size_t want)
 {
-    unsigned char extra[EVLOOP__READ_EXTRA];
     struct iovec iov[3];
-    evloop__chunk *last = buf->last, *fresh = NULL;
-    size_t room = last ? evloop__chunk_room(last) : 0, left;
-    int niov = 0;
+    evloop__chunk *last = buf->last, *fresh[2] = {NULL, NULL};
+    size_t room = last ? evloop__chunk_room(last) : 0, size;
+    int niov = 0, err;
     ssize_t r;
     if (want > SIZE_MAX - buf->total) want = SIZE_MAX - buf->total;
-    if (room < want && room < 4096) fresh = evloop__chunk_new(EVLOOP__READ_CHUNK);
-    left = want - evloop__iov_put(iov, &niov, room ? evloop__chunk_end(last) : NULL, room, want);
-    if (fresh) left -= evloop__iov_put(iov, &niov, fresh->data, fresh->cap, left);
-    evloop__iov_put(iov, &niov, extra, sizeof extra, left);
+    size = evloop__iov_put(iov, &niov, room ? evloop__chunk_end(last) : NULL, room, want);
+    if (size < want && room < 4096 && (fresh[0] = evloop__chunk_new(EVLOOP__READ_CHUNK)))
+        size += evloop__iov_put(iov, &niov, fresh[0]->data, fresh[0]->cap, want - size);
+    if (size < want && buf->bulk && (fresh[1] = evloop__chunk_new(EVLOOP__READ_BULK)))
+        size += evloop__iov_put(iov, &niov, fresh[1]->data, fresh[1]->cap, want - size);
+    if (!size) return -1; /* ENOMEM, before anything was read */
     do r = readv(fd, iov, niov);
     while (r < 0 && errno == EINTR);
-    if (r <= 0) {
-        EVLOOP_FREE(fresh);
-        return (int)r;
-    }
-    /* ENOMEM for the spill-over loses those bytes: there is nowhere to keep them */
-    if (evloop__buf_commit(buf, room, fresh, extra, (size_t)r) < 0) return -1;
+    err = errno; /* the allocator's free may change it */
+    evloop__buf_commit(buf, room, fresh, r > 0 ? (size_t)r : 0);
+    buf->bulk = r >= (ssize_t)EVLOOP__READ_CHUNK;
+    errno = err;
     return (int)r;
 }
 

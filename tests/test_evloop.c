@@ -1598,6 +1598,38 @@ TEST(event_active_on_non_pending_event)
     close_pair(p);
 }
 
+/* A persistent event with a timeout, deleted, then activated by hand: its
+   callback runs once and it stays not pending (its old timeout must not
+   come back as a timer that fires forever). */
+TEST(event_active_after_del_does_not_restart_timeout)
+{
+    evloop *loop = new_loop();
+    evloop_event ev, tm;
+    struct timeval t = tv_make(0, 20000);
+    counter c, ct;
+    int p[2];
+    memset(&c, 0, sizeof c);
+    memset(&ct, 0, sizeof ct);
+    make_pair(p);
+    REQUIRE(evloop_event_assign(&ev, loop, p[0], EVLOOP_READ | EVLOOP_PERSIST, count_cb, &c) == 0);
+    REQUIRE(evloop_event_add(&ev, &t) == 0);
+    REQUIRE(evloop_event_del(&ev) == 0);
+    evloop_event_active(&ev, EVLOOP_READ, 1);
+    CHECK_EQ_INT(evloop_run(loop, 0), 1); /* nothing left: returns after the callback */
+    CHECK_EQ_INT(c.n, 1);
+    CHECK_EQ_INT(c.last, EVLOOP_READ);
+    CHECK_EQ_INT(evloop_event_pending(&ev, 0xff, NULL), 0);
+    /* Were a timer left, this would see it fire. */
+    REQUIRE(evloop_timer_assign(&tm, loop, count_cb, &ct) == 0);
+    t = tv_make(0, 60000);
+    REQUIRE(evloop_timer_add(&tm, &t) == 0);
+    CHECK_EQ_INT(evloop_run(loop, 0), 1);
+    CHECK_EQ_INT(ct.n, 1);
+    CHECK_EQ_INT(c.n, 1);
+    evloop_free(loop);
+    close_pair(p);
+}
+
 TEST(event_active_twice_merges_bits)
 {
     evloop *loop = new_loop();
@@ -5034,6 +5066,7 @@ static const harness_test tests[] = {
     HARNESS_TEST(pending_reports_subset_and_wall_expiry),
     HARNESS_TEST(pending_reports_active_bits),
     HARNESS_TEST(event_active_on_non_pending_event),
+    HARNESS_TEST(event_active_after_del_does_not_restart_timeout),
     HARNESS_TEST(event_active_twice_merges_bits),
     HARNESS_TEST(event_active_keeps_persistent_pending),
     HARNESS_TEST(del_active_event_cancels_callback),

@@ -897,6 +897,40 @@ TEST(buffer_enomem_leaves_buffer_unchanged)
     CHECK_EQ_INT(live_blocks(), 0);
 }
 
+/* Out of memory, a read takes only what fits where the buffer already has
+   room, and nothing when it has none: every byte read is kept, the rest
+   stays in the socket for the next read. */
+TEST(buffer_read_without_memory_loses_nothing)
+{
+    evloop_buffer *buf = evloop_buffer_new();
+    char data[10000], out[10003];
+    int fds[2], got;
+    size_t i;
+    REQUIRE(buf != NULL);
+    for (i = 0; i < sizeof data; i++) data[i] = (char)('a' + i % 26);
+    unix_pair(fds);
+    REQUIRE(evloop_make_socket_nonblocking(fds[0]) == 0);
+    REQUIRE(write(fds[1], data, sizeof data) == (ssize_t)sizeof data);
+    set_alloc_fail(1);
+    CHECK_ERR(evloop_buffer_read(buf, fds[0], -1), ENOMEM); /* no room at all */
+    set_alloc_fail(0);
+    REQUIRE(evloop_buffer_add(buf, "abc", 3) == 0); /* a chunk with room to spare */
+    set_alloc_fail(1);
+    got = evloop_buffer_read(buf, fds[0], -1);
+    set_alloc_fail(0);
+    CHECK(got > 0 && got < (int)sizeof data);
+    CHECK_EQ_INT(evloop_buffer_get_length(buf), 3 + got);
+    while (evloop_buffer_get_length(buf) < 3 + sizeof data)
+        if (evloop_buffer_read(buf, fds[0], -1) <= 0) break;
+    CHECK_EQ_INT(evloop_buffer_remove(buf, out, sizeof out), sizeof out);
+    CHECK(memcmp(out, "abc", 3) == 0);
+    CHECK(memcmp(out + 3, data, sizeof data) == 0);
+    evloop_buffer_free(buf);
+    close(fds[0]);
+    close(fds[1]);
+    CHECK_EQ_INT(live_blocks(), 0);
+}
+
 TEST(buffer_read_and_write_on_pipes)
 {
     evloop_buffer *buf = evloop_buffer_new();
@@ -2028,6 +2062,31 @@ TEST(stream_connect_immediate_failure_is_reported_from_the_loop)
     free_loop_check(loop);
 }
 
+/* The same on a stream whose write event was added with a timeout: the
+   failure is reported once, and the deleted write event does not come back
+   as a timer reporting WRITING|TIMEOUT over and over. */
+TEST(stream_connect_immediate_failure_with_write_timeout_reported_once)
+{
+    evloop *loop = new_loop();
+    struct sockaddr_in sin = loopback_addr(1);
+    struct timeval wtv = tv_ms(30);
+    rec r;
+    int fds[2];
+    unix_pair(fds);
+    rec_init(&r, loop);
+    rec_stream(&r, fds[0], EVLOOP_STREAM_CLOSE_ON_FREE);
+    REQUIRE(evloop_stream_set_timeouts(r.s, NULL, &wtv) == 0);
+    REQUIRE(evloop_stream_write(r.s, "hello", 5) == 0); /* the write event waits, with a timeout */
+    CHECK_EQ_INT(evloop_stream_connect(r.s, (struct sockaddr *)&sin, sizeof sin), 0);
+    CHECK_EQ_INT(run_ms(loop, 300), 1);
+    CHECK_EQ_INT(r.nevents, 1);
+    CHECK_EQ_INT(r.events[0], EVLOOP_STREAM_ERROR);
+    evloop_stream_free(r.s);
+    close(fds[1]);
+    rec_done(&r);
+    free_loop_check(loop);
+}
+
 /* A listener whose accept queue is full drops new SYNs, so a connect to it
    hangs: the write timeout bounds it with WRITING|TIMEOUT. */
 TEST(stream_connect_timeout_reports_writing_timeout)
@@ -2773,6 +2832,7 @@ static const harness_test tests[] = {
     HARNESS_TEST(add_printf_formats_and_grows),
     HARNESS_TEST(buffer_sizes_are_checked_for_overflow),
     HARNESS_TEST(buffer_enomem_leaves_buffer_unchanged),
+    HARNESS_TEST(buffer_read_without_memory_loses_nothing),
     HARNESS_TEST(buffer_read_and_write_on_pipes),
     HARNESS_TEST(buffer_read_write_many_chunks_over_socket),
     HARNESS_TEST(buffer_write_to_closed_peer_raises_no_sigpipe),
@@ -2799,6 +2859,7 @@ static const harness_test tests[] = {
     HARNESS_TEST(stream_connect_reports_connected_then_carries_data),
     HARNESS_TEST(stream_connect_to_closed_port_reports_econnrefused),
     HARNESS_TEST(stream_connect_immediate_failure_is_reported_from_the_loop),
+    HARNESS_TEST(stream_connect_immediate_failure_with_write_timeout_reported_once),
     HARNESS_TEST(stream_connect_timeout_reports_writing_timeout),
     HARNESS_TEST(stream_free_inside_read_callback),
     HARNESS_TEST(stream_free_inside_write_callback),
