@@ -805,8 +805,8 @@ static void *evloop__grow(void *p, int *cap, int need, size_t elem)
 {
     size_t n = *cap ? (size_t)*cap : 8;
     void *np;
-    while (n < (size_t)need) n *= 2;
-    if (n > (size_t)INT_MAX || n > SIZE_MAX / elem) {
+    while (n < (size_t)need && n <= (size_t)INT_MAX) n *= 2;
+    if (need < 0 || n > (size_t)INT_MAX || n > SIZE_MAX / elem) {
         errno = ENOMEM;
         return NULL;
     }
@@ -1169,14 +1169,23 @@ static void evloop__common_sync_head(evloop *loop, evloop__common *c)
         evloop__heap_push(loop, &c->head_ev, c->ring[c->head].at);
 }
 
-/* Ring and heap capacity must have been reserved. */
+/* Ring and heap capacity must have been reserved. Entries come in deadline
+   order, except a late periodic timer keeping its period: its deadline can
+   precede those of entries added since, which move back one slot. */
 static void evloop__common_push(evloop *loop, evloop__common *c, evloop_event *ev, int64_t at)
 {
-    int slot = (c->head + c->count) % c->cap;
-    c->ring[slot].at = at;
-    c->ring[slot].ev = ev;
-    ev->timer_idx = slot;
-    if (c->count++ == 0) evloop__common_sync_head(loop, c);
+    int k = c->count;
+    evloop__timer *t;
+    for (; k > 0 && (t = evloop__ring_at(c, k - 1))->at > at; k--) {
+        *evloop__ring_at(c, k) = *t;
+        if (t->ev) t->ev->timer_idx = (c->head + k) % c->cap;
+    }
+    t = evloop__ring_at(c, k);
+    t->at = at;
+    t->ev = ev;
+    ev->timer_idx = (c->head + k) % c->cap;
+    c->count++;
+    if (k == 0) evloop__common_sync_head(loop, c);
 }
 
 static void evloop__common_remove(evloop *loop, evloop__common *c, evloop_event *ev)
@@ -1246,9 +1255,12 @@ static int evloop__fd_grow(evloop *loop, int fd)
     return 0;
 }
 
+/* The table grows only for an open fd: a closed one, however large its
+   number, fails with EBADF before anything is allocated. */
 EVLOOP__HOT int evloop__fd_reserve(evloop *loop, int fd)
 {
-    return fd < loop->nfds ? 0 : evloop__fd_grow(loop, fd);
+    if (fd < loop->nfds) return 0;
+    return evloop__fd_is_open(fd) < 0 ? -1 : evloop__fd_grow(loop, fd);
 }
 
 static inline evloop_event **evloop__evs(evloop__fdinfo *fi)
@@ -1540,7 +1552,6 @@ static int evloop__poll_add(evloop *loop, int fd)
 {
     evloop__backend *be = &loop->be;
     void *p;
-    if (evloop__fd_is_open(fd) < 0) return -1;
     if (fd >= be->slot_cap) {
         int old = be->slot_cap;
         p = evloop__grow(be->slot, &be->slot_cap, fd + 1, sizeof(int));
@@ -1563,7 +1574,6 @@ static int evloop__be_change(evloop *loop, int fd, unsigned old, unsigned mask)
 {
     evloop__backend *be = &loop->be;
     int i = fd < be->slot_cap ? be->slot[fd] : -1;
-    (void)old;
     if (!mask) {
         if (i < 0) return 0;
         be->pfds[i] = be->pfds[--be->n];
@@ -1571,6 +1581,8 @@ static int evloop__be_change(evloop *loop, int fd, unsigned old, unsigned mask)
         be->slot[fd] = -1;
         return 0;
     }
+    /* A slot may be left from before the fd was closed: check it anyway. */
+    if ((old == 0 || (old & EVLOOP__KMASK_STALE)) && evloop__fd_is_open(fd) < 0) return -1;
     if (i < 0 && (i = evloop__poll_add(loop, fd)) < 0) return -1;
     be->pfds[i].events =
         (short)(((mask & EVLOOP_READ) ? POLLIN : 0) | ((mask & EVLOOP_WRITE) ? POLLOUT : 0));
@@ -2672,6 +2684,7 @@ EVLOOP__API int evloop_update_cache_time(evloop *loop)
 {
     if (!loop) return evloop__fail(EINVAL);
     evloop__update_time(loop);
+    loop->time_stale = 1; /* timeouts set from here on still read the clock */
     return 0;
 }
 

@@ -1160,6 +1160,23 @@ TEST(add_closed_fd_ebadf)
     evloop_free(loop);
 }
 
+/* A closed fd with a huge number fails like any closed fd: no overflow, no
+   table sized for it, no hang. */
+TEST(add_huge_closed_fd_ebadf)
+{
+    evloop *loop = new_loop();
+    evloop_event ev;
+    static const int fds[] = {INT_MAX, INT_MAX - 1, 1 << 28};
+    size_t i;
+    for (i = 0; i < sizeof fds / sizeof fds[0]; i++) {
+        REQUIRE(evloop_event_assign(&ev, loop, fds[i], EVLOOP_READ, never_cb, NULL) == 0);
+        CHECK_ERR(evloop_event_add(&ev, NULL), EBADF);
+        CHECK_ERR(evloop_once(loop, fds[i], EVLOOP_READ, never_cb, NULL, NULL), EBADF);
+    }
+    CHECK_EQ_INT(evloop_run(loop, EVLOOP_NONBLOCK), 1);
+    evloop_free(loop);
+}
+
 TEST(add_regular_file_per_backend)
 {
     evloop *loop = new_loop();
@@ -3084,6 +3101,59 @@ TEST(common_timeout_persistent_repeats)
     evloop_free(loop);
 }
 
+typedef struct late_log {
+    char who[8];
+    int64_t at_us[8];
+    int n;
+    int64_t t0;
+    evloop_event *a; /* deleted after its second call */
+    int a_calls;
+} late_log;
+
+static void late_note(late_log *l, char who)
+{
+    if (l->n < 7) l->who[l->n] = who, l->at_us[l->n++] = mono_us() - l->t0;
+}
+
+static void late_a_cb(evloop_socket_t fd, short what, void *arg)
+{
+    late_log *l = (late_log *)arg;
+    (void)fd, (void)what;
+    late_note(l, 'A');
+    if (++l->a_calls == 2) evloop_event_del(l->a);
+}
+
+static void late_b_cb(evloop_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    late_note((late_log *)arg, 'B');
+}
+
+/* A persistent common timeout that runs late keeps its period: its next
+   deadline (start + 2 periods) can precede that of an entry added to the
+   queue while it was late, and it must still fire first, on time. */
+TEST(common_timeout_late_periodic_keeps_deadline_order)
+{
+    evloop *loop = new_loop();
+    struct timeval d100 = tv_ms(100);
+    const struct timeval *ct = evloop_init_common_timeout(loop, &d100);
+    evloop_event a, b;
+    late_log l;
+    REQUIRE(ct != NULL);
+    memset(&l, 0, sizeof l);
+    REQUIRE(evloop_event_assign(&a, loop, -1, EVLOOP_PERSIST, late_a_cb, &l) == 0);
+    REQUIRE(evloop_event_assign(&b, loop, -1, 0, late_b_cb, &l) == 0);
+    l.a = &a;
+    l.t0 = mono_us();
+    REQUIRE(evloop_event_add(&a, ct) == 0); /* due at 100 ms, then 200 ms */
+    sleep_ms(150);                          /* a is late */
+    REQUIRE(evloop_event_add(&b, ct) == 0); /* due at about 250 ms */
+    CHECK_EQ_INT(evloop_run(loop, 0), 1);
+    CHECK(strcmp(l.who, "AAB") == 0);
+    CHECK(l.n == 3 && l.at_us[1] >= 200000 && l.at_us[1] < l.at_us[2]);
+    evloop_free(loop);
+}
+
 TEST(common_timeout_limit_256)
 {
     evloop *loop = new_loop();
@@ -4226,6 +4296,27 @@ TEST(fd_closed_and_reopened_as_same_number)
     close_pair(d);
 }
 
+/* Deleted, its fd closed, assigned again and added before the loop ran (so
+   the backend may still hold the fd from before): EBADF on every backend,
+   and nothing fires. */
+TEST(readd_reassigned_event_on_closed_fd_ebadf)
+{
+    evloop *loop = new_loop();
+    evloop_event ev;
+    int p[2];
+    make_pair(p);
+    REQUIRE(evloop_event_assign(&ev, loop, p[0], EVLOOP_READ, never_cb, NULL) == 0);
+    REQUIRE(evloop_event_add(&ev, NULL) == 0);
+    REQUIRE(evloop_event_del(&ev) == 0);
+    REQUIRE(close(p[0]) == 0);
+    REQUIRE(evloop_event_assign(&ev, loop, p[0], EVLOOP_READ, never_cb, NULL) == 0);
+    CHECK_ERR(evloop_event_add(&ev, NULL), EBADF);
+    CHECK_EQ_INT(evloop_event_pending(&ev, EVLOOP_READ, NULL), 0);
+    CHECK_EQ_INT(evloop_run(loop, EVLOOP_NONBLOCK), 1);
+    evloop_free(loop);
+    close(p[1]);
+}
+
 static int count_fds_mode(void)
 {
     int n = 0;
@@ -4425,6 +4516,25 @@ TEST(gettimeofday_cached_and_update_cache_time)
     CHECK_EQ_INT(evloop_run(s.loop, 0), 1);
     CHECK_GT_INT(s.second, s.first + 15000);
     evloop_free(s.loop);
+}
+
+/* evloop_update_cache_time outside the loop, then a wait: a delayed exit
+   set afterwards still counts its delay from the moment it is set. */
+TEST(update_cache_time_outside_run_keeps_timeouts_on_time)
+{
+    evloop *loop = new_loop();
+    struct timeval d100 = tv_ms(100), s1 = tv_ms(1000);
+    evloop_event tm;
+    int64_t t;
+    REQUIRE(evloop_timer_assign(&tm, loop, never_cb, NULL) == 0);
+    REQUIRE(evloop_timer_add(&tm, &s1) == 0);
+    CHECK_EQ_INT(evloop_update_cache_time(loop), 0);
+    sleep_ms(150);
+    t = mono_us();
+    REQUIRE(evloop_exit(loop, &d100) == 0);
+    CHECK_EQ_INT(evloop_run(loop, 0), 0);
+    CHECK_GE_INT(mono_us() - t, 100000);
+    evloop_free(loop);
 }
 
 typedef struct visit {
@@ -5055,6 +5165,7 @@ static const harness_test tests[] = {
     HARNESS_TEST(add_malformed_timeval_einval),
     HARNESS_TEST(failed_readd_keeps_old_timeout),
     HARNESS_TEST(add_closed_fd_ebadf),
+    HARNESS_TEST(add_huge_closed_fd_ebadf),
     HARNESS_TEST(add_regular_file_per_backend),
     HARNESS_TEST(fd_at_fd_setsize_per_backend),
     HARNESS_TEST(del_not_pending_returns_0),
@@ -5107,6 +5218,7 @@ static const harness_test tests[] = {
     HARNESS_TEST(common_timeout_readd_moves_to_back),
     HARNESS_TEST(timers_never_early_and_in_order_under_random_calls),
     HARNESS_TEST(common_timeout_persistent_repeats),
+    HARNESS_TEST(common_timeout_late_periodic_keeps_deadline_order),
     HARNESS_TEST(common_timeout_limit_256),
     HARNESS_TEST(common_timeout_of_other_loop_einval),
     HARNESS_TEST(once_timer_fires_once),
@@ -5147,11 +5259,13 @@ static const harness_test tests[] = {
 #endif
     HARNESS_TEST(post_flood_from_threads_and_loop_thread_fifo),
     HARNESS_TEST(fd_closed_and_reopened_as_same_number),
+    HARNESS_TEST(readd_reassigned_event_on_closed_fd_ebadf),
     HARNESS_TEST(internal_fds_do_not_leak_across_exec),
     HARNESS_TEST(event_getters),
     HARNESS_TEST(event_initialized_reports_assign),
     HARNESS_TEST(get_running_event_inside_and_outside),
     HARNESS_TEST(gettimeofday_cached_and_update_cache_time),
+    HARNESS_TEST(update_cache_time_outside_run_keeps_timeouts_on_time),
     HARNESS_TEST(foreach_event_visits_user_events_once),
     HARNESS_TEST(dump_events_mentions_fds),
     HARNESS_TEST(remove_timer_keeps_io_pending),
