@@ -5127,6 +5127,332 @@ TEST(enomem_failures_leave_state_unchanged)
 
 /*== TABLE AND MAIN ==*/
 
+/*== REVIEW FINDINGS (session 9): each test failed before its fix ==*/
+
+/* CPU time of this process, in ms: a loop that spins instead of waiting
+   shows up here. */
+static long cpu_ms(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (long)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 +
+           (long)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
+}
+
+/* Each callback reads its byte and adds the other, non-persistent event,
+   which is queued already: libevent's test_nonpersist_readd. The one added
+   before its own callback ran is not pending after it. */
+typedef struct readd_pair {
+    int calls;
+    evloop_event *last_added;
+} readd_pair;
+
+static readd_pair readd_pair_state;
+
+static void readd_other_cb(evloop_socket_t fd, short what, void *arg)
+{
+    char buf[64];
+    evloop_event *other = (evloop_event *)arg;
+    (void)what;
+    CHECK_GT_INT(read(fd, buf, sizeof buf), 0);
+    CHECK_EQ_INT(evloop_event_add(other, NULL), 0);
+    readd_pair_state.last_added = other;
+    readd_pair_state.calls++;
+}
+
+TEST(nonpersist_readd_of_queued_event_not_pending_after_its_callback)
+{
+    evloop *loop = new_loop();
+    evloop_event ev1, ev2;
+    int p[2];
+    memset(&readd_pair_state, 0, sizeof readd_pair_state);
+    make_pair(p);
+    put(p[0], "Hello");
+    put(p[1], "Hello");
+    REQUIRE(evloop_event_assign(&ev1, loop, p[0], EVLOOP_READ, readd_other_cb, &ev2) == 0);
+    REQUIRE(evloop_event_assign(&ev2, loop, p[1], EVLOOP_READ, readd_other_cb, &ev1) == 0);
+    REQUIRE(evloop_event_add(&ev1, NULL) == 0);
+    REQUIRE(evloop_event_add(&ev2, NULL) == 0);
+    CHECK_EQ_INT(evloop_run(loop, EVLOOP_ONCE), 0);
+    REQUIRE(readd_pair_state.calls == 2);
+    /* the second callback's add stands; the first one's was undone */
+    CHECK_EQ_INT(evloop_event_pending(readd_pair_state.last_added, EVLOOP_READ, NULL), EVLOOP_READ);
+    CHECK_EQ_INT(
+        evloop_event_pending(readd_pair_state.last_added == &ev1 ? &ev2 : &ev1, EVLOOP_READ, NULL),
+        0);
+    evloop_free(loop);
+    close_pair(p);
+}
+
+/* EVLOOP_NONBLOCK returns even when callbacks keep events active: an
+   always-writable high-priority event, and a callback re-activating
+   itself. The breaks at 1000 calls only end a run that would not return. */
+typedef struct busy {
+    evloop *loop;
+    int nhi, nlo;
+} busy;
+
+static void busy_hi_cb(evloop_socket_t fd, short what, void *arg)
+{
+    busy *b = (busy *)arg;
+    (void)fd;
+    (void)what;
+    if (++b->nhi == 1000) evloop_break(b->loop);
+}
+
+static void busy_lo_cb(evloop_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    ((busy *)arg)->nlo++;
+}
+
+TEST(nonblock_returns_while_high_priority_keeps_firing)
+{
+    evloop *loop = new_loop();
+    evloop_event hi, lo;
+    busy b;
+    int a[2], c[2];
+    memset(&b, 0, sizeof b);
+    b.loop = loop;
+    make_pair(a);
+    make_pair(c);
+    REQUIRE(evloop_priority_init(loop, 2) == 0);
+    REQUIRE(evloop_event_assign(&hi, loop, a[0], EVLOOP_WRITE | EVLOOP_PERSIST, busy_hi_cb, &b) ==
+            0);
+    REQUIRE(evloop_event_assign(&lo, loop, c[0], EVLOOP_WRITE | EVLOOP_PERSIST, busy_lo_cb, &b) ==
+            0);
+    REQUIRE(evloop_event_priority_set(&hi, 0) == 0);
+    REQUIRE(evloop_event_priority_set(&lo, 1) == 0);
+    REQUIRE(evloop_event_add(&hi, NULL) == 0);
+    REQUIRE(evloop_event_add(&lo, NULL) == 0);
+    CHECK_EQ_INT(evloop_run(loop, EVLOOP_NONBLOCK), 0);
+    CHECK_EQ_INT(evloop_got_break(loop), 0);
+    CHECK_LE_INT(b.nhi, 2);
+    evloop_free(loop);
+    close_pair(a);
+    close_pair(c);
+}
+
+static void reactivate_self_cb(evloop_socket_t fd, short what, void *arg)
+{
+    evloop_event *ev = (evloop_event *)arg;
+    counter *c = (counter *)evloop_event_get_callback_arg(ev + 1);
+    (void)fd;
+    (void)what;
+    if (++c->n == 1000)
+        evloop_break(evloop_event_get_loop(ev));
+    else
+        evloop_event_active(ev, EVLOOP_READ, 1);
+}
+
+TEST(nonblock_returns_when_callback_reactivates_itself)
+{
+    evloop *loop = new_loop();
+    evloop_event ev[2]; /* ev[1] only carries the counter */
+    counter c;
+    memset(&c, 0, sizeof c);
+    REQUIRE(evloop_timer_assign(&ev[0], loop, reactivate_self_cb, &ev[0]) == 0);
+    REQUIRE(evloop_timer_assign(&ev[1], loop, count_cb, &c) == 0);
+    evloop_event_active(&ev[0], EVLOOP_TIMEOUT, 1);
+    CHECK_EQ_INT(evloop_run(loop, EVLOOP_NONBLOCK), 0);
+    CHECK_EQ_INT(evloop_got_break(loop), 0);
+    CHECK_EQ_INT(c.n, 1);
+    CHECK_EQ_INT(evloop_run(loop, EVLOOP_NONBLOCK), 0); /* the re-activation runs next time */
+    CHECK_EQ_INT(c.n, 2);
+    evloop_free(loop);
+}
+
+/* A signal the parent caught, but had not reported, before fork() is the
+   parent's: the child does not report it too. */
+static int sig_usr1_n, sig_usr2_n;
+
+static void usr1_cb(evloop_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    sig_usr1_n++;
+}
+
+static void usr2_cb(evloop_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    sig_usr2_n++;
+}
+
+TEST(signal_caught_before_fork_not_reported_in_child)
+{
+    evloop *loop = new_loop();
+    evloop_event s1, s2;
+    pid_t pid;
+    int st, i;
+    REQUIRE(evloop_signal_assign(&s1, loop, SIGUSR1, usr1_cb, NULL) == 0);
+    REQUIRE(evloop_signal_add(&s1, NULL) == 0);
+    raise(SIGUSR1); /* caught, not reported yet */
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        if (evloop_reinit(loop) != 0) _exit(100);
+        if (evloop_signal_assign(&s2, loop, SIGUSR2, usr2_cb, NULL) != 0 ||
+            evloop_signal_add(&s2, NULL) != 0)
+            _exit(101);
+        raise(SIGUSR2); /* wakes the child's loop */
+        for (i = 0; i < 3; i++) evloop_run(loop, EVLOOP_NONBLOCK);
+        _exit(sig_usr1_n * 10 + sig_usr2_n);
+    }
+    REQUIRE(waitpid(pid, &st, 0) == pid);
+    REQUIRE(WIFEXITED(st));
+    CHECK_EQ_INT(WEXITSTATUS(st), 1); /* SIGUSR2 only */
+    CHECK_EQ_INT(evloop_run(loop, EVLOOP_NONBLOCK), 0);
+    CHECK_EQ_INT(sig_usr1_n, 1); /* the parent reports its own */
+    evloop_free(loop);
+}
+
+/* And one that reaches the child between fork() and evloop_reinit is the
+   child's: reported once the child's loop runs. */
+TEST(signal_in_child_before_reinit_is_reported)
+{
+    evloop *loop = new_loop();
+    evloop_event s1, guard;
+    pid_t pid;
+    int st;
+    REQUIRE(evloop_signal_assign(&s1, loop, SIGUSR1, usr1_cb, NULL) == 0);
+    REQUIRE(evloop_signal_add(&s1, NULL) == 0);
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        struct timeval tv = tv_ms(2000);
+        raise(SIGUSR1);
+        if (evloop_reinit(loop) != 0) _exit(100);
+        if (evloop_timer_assign(&guard, loop, exit_cb, loop) != 0 ||
+            evloop_timer_add(&guard, &tv) != 0)
+            _exit(101);
+        evloop_run(loop, EVLOOP_ONCE);
+        _exit(sig_usr1_n == 1 && !evloop_got_exit(loop) ? 0 : 1);
+    }
+    REQUIRE(waitpid(pid, &st, 0) == pid);
+    REQUIRE(WIFEXITED(st));
+    CHECK_EQ_INT(WEXITSTATUS(st), 0);
+    CHECK_EQ_INT(sig_usr1_n, 0); /* not the parent's */
+    evloop_free(loop);
+}
+
+/* evloop_event_active(EVLOOP_TIMEOUT) by hand on a persistent timer
+   restarts its timeout, as any activation does: no second call at the old
+   deadline. */
+typedef struct fire_log {
+    int64_t at[8];
+    int n;
+} fire_log;
+
+static void fire_log_cb(evloop_socket_t fd, short what, void *arg)
+{
+    fire_log *f = (fire_log *)arg;
+    (void)fd;
+    (void)what;
+    if (f->n < 8) f->at[f->n++] = mono_us();
+}
+
+TEST(event_active_timeout_on_persistent_timer_restarts_it)
+{
+    evloop *loop = new_loop();
+    evloop_event t, x;
+    fire_log f;
+    struct timeval p200 = tv_ms(200), e = tv_ms(450);
+    int64_t t0 = mono_us();
+    memset(&f, 0, sizeof f);
+    REQUIRE(evloop_event_assign(&t, loop, -1, EVLOOP_PERSIST, fire_log_cb, &f) == 0);
+    REQUIRE(evloop_timer_assign(&x, loop, exit_cb, loop) == 0);
+    REQUIRE(evloop_event_add(&t, &p200) == 0);
+    REQUIRE(evloop_timer_add(&x, &e) == 0);
+    sleep_ms(100);
+    evloop_event_active(&t, EVLOOP_TIMEOUT, 1);
+    CHECK_EQ_INT(evloop_run(loop, 0), 0);
+    REQUIRE(f.n >= 2);
+    CHECK_GE_INT(f.at[1] - t0, 290000); /* 100 + 200 ms, not the old 200 */
+    evloop_free(loop);
+}
+
+/* Another loop's common-timeout handle names that loop's queue: this loop
+   makes (or finds) its own for the same duration. */
+TEST(init_common_timeout_with_other_loops_handle_keeps_duration)
+{
+    evloop *a = new_loop(), *b = new_loop();
+    struct timeval d25 = tv_ms(25), d5s = tv_ms(5000);
+    const struct timeval *ca = evloop_init_common_timeout(a, &d25);
+    const struct timeval *cb5 = evloop_init_common_timeout(b, &d5s), *cb;
+    REQUIRE(ca != NULL && cb5 != NULL);
+    cb = evloop_init_common_timeout(b, ca);
+    REQUIRE(cb != NULL);
+    CHECK(cb != cb5);
+    CHECK_EQ_INT(cb->tv_sec, 0);
+    CHECK(evloop_init_common_timeout(b, &d25) == cb); /* the same queue */
+    CHECK(evloop_init_common_timeout(a, ca) == ca);
+    evloop_free(a);
+    evloop_free(b);
+}
+
+/* An event that wants only EVLOOP_CLOSED must not keep the loop busy: not
+   after the peer hung up (poll reports POLLHUP whatever is asked), and not
+   while unread data sits in the socket (kqueue's read filter). */
+TEST(closed_only_event_does_not_spin)
+{
+    evloop *loop = new_loop();
+    evloop_event ev, t;
+    counter c;
+    int p[2], phase;
+    long c0;
+    for (phase = 0; phase < 2; phase++) {
+        struct timeval t300 = tv_ms(300);
+        memset(&c, 0, sizeof c);
+        make_pair(p);
+        /* after the hang-up a persistent event would rightly fire again and
+           again on a level-triggered backend: one-shot there */
+        REQUIRE(evloop_event_assign(&ev, loop, p[0],
+                                    (short)(EVLOOP_CLOSED | (phase == 0 ? EVLOOP_PERSIST : 0)),
+                                    count_cb, &c) == 0);
+        REQUIRE(evloop_event_add(&ev, NULL) == 0);
+        REQUIRE(evloop_timer_assign(&t, loop, exit_cb, loop) == 0);
+        REQUIRE(evloop_timer_add(&t, &t300) == 0);
+        if (phase == 0)
+            put(p[1], "unread data");
+        else
+            close(p[1]);
+        c0 = cpu_ms();
+        CHECK_EQ_INT(evloop_run(loop, 0), 0);
+        CHECK_LT_INT(cpu_ms() - c0, 100);
+        CHECK_EQ_INT(c.n, phase == 0 ? 0 : backend_has_edges(loop));
+        evloop_event_del(&ev);
+        close(p[0]);
+        if (phase == 0) close(p[1]);
+    }
+    evloop_free(loop);
+}
+
+/* evloop_exit(loop, NULL) before evloop_run: the run ends after its first
+   round, as with a zero delay (libevent's loopexit). */
+TEST(exit_null_before_run_ends_first_round)
+{
+    evloop *loop = new_loop();
+    evloop_event t, guard;
+    counter c;
+    struct timeval z = tv_ms(0);
+    memset(&c, 0, sizeof c);
+    REQUIRE(evloop_timer_assign(&t, loop, count_cb, &c) == 0);
+    REQUIRE(evloop_timer_add(&t, &z) == 0);
+    add_guard(&guard, loop, 300);
+    CHECK_EQ_INT(evloop_exit(loop, NULL), 0);
+    CHECK_EQ_INT(evloop_run(loop, 0), 0);
+    CHECK_EQ_INT(c.n, 1);
+    CHECK_EQ_INT(evloop_got_exit(loop), 1);
+    CHECK_EQ_INT(evloop_run(loop, EVLOOP_NONBLOCK), 0); /* one-shot: spent */
+    CHECK_EQ_INT(evloop_got_exit(loop), 0);
+    evloop_free(loop);
+}
+
 static const harness_test tests[] = {
     HARNESS_TEST(version_matches_macros),
     HARNESS_TEST(backend_name_matches_build),
@@ -5283,6 +5609,15 @@ static const harness_test tests[] = {
     HARNESS_TEST(steady_state_allocates_nothing),
     HARNESS_TEST(enomem_failures_leave_state_unchanged),
     HARNESS_TEST(second_event_on_fd_enomem_keeps_first),
+    HARNESS_TEST(nonpersist_readd_of_queued_event_not_pending_after_its_callback),
+    HARNESS_TEST(nonblock_returns_while_high_priority_keeps_firing),
+    HARNESS_TEST(nonblock_returns_when_callback_reactivates_itself),
+    HARNESS_TEST(signal_caught_before_fork_not_reported_in_child),
+    HARNESS_TEST(signal_in_child_before_reinit_is_reported),
+    HARNESS_TEST(event_active_timeout_on_persistent_timer_restarts_it),
+    HARNESS_TEST(init_common_timeout_with_other_loops_handle_keeps_duration),
+    HARNESS_TEST(closed_only_event_does_not_spin),
+    HARNESS_TEST(exit_null_before_run_ends_first_round),
 };
 
 int main(int argc, char **argv)

@@ -1136,6 +1136,43 @@ static evloop_stream *rec_stream(rec *r, int fd, int options)
     return s;
 }
 
+/* A stream is usually a socket, but a pipe works too: its reads and writes
+   fall back from recv and send to read and write (the first attempt fails
+   with ENOTSOCK, which must not reach the callbacks). Both directions, data
+   intact, then EOF when the writer goes. */
+TEST(stream_over_pipes_reads_and_writes)
+{
+    evloop *loop = new_loop();
+    rec rd, wr;
+    int p[2];
+    char big[20000];
+    REQUIRE(pipe(p) == 0);
+    rec_init(&rd, loop);
+    rec_init(&wr, loop);
+    rec_stream(&rd, p[0], EVLOOP_STREAM_CLOSE_ON_FREE);
+    rec_stream(&wr, p[1], EVLOOP_STREAM_CLOSE_ON_FREE);
+    REQUIRE(evloop_stream_enable(rd.s, EVLOOP_READ) == 0);
+    memset(big, 'p', sizeof big);
+    REQUIRE(evloop_stream_write(wr.s, "hello ", 6) == 0);
+    REQUIRE(evloop_stream_write(wr.s, big, sizeof big) == 0);
+    rd.exit_at = 6 + sizeof big;
+    CHECK(!run_ms(loop, 3000));
+    CHECK_EQ_INT(evloop_buffer_get_length(rd.got), 6 + (int)sizeof big);
+    CHECK(memcmp(evloop_buffer_pullup(rd.got, 6), "hello ", 6) == 0);
+    CHECK_EQ_INT(rd.nevents, 0);
+    CHECK_EQ_INT(wr.nevents, 0);
+    CHECK(wr.writes >= 1);
+    evloop_stream_free(wr.s); /* closes the write end: EOF for the reader */
+    rd.exit_on_event = 1;
+    CHECK(!run_ms(loop, 3000));
+    REQUIRE(rd.nevents == 1);
+    CHECK_EQ_INT(rd.events[0], EVLOOP_STREAM_READING | EVLOOP_STREAM_EOF);
+    evloop_stream_free(rd.s);
+    rec_done(&rd);
+    rec_done(&wr);
+    free_loop_check(loop);
+}
+
 TEST(stream_new_arguments_and_defaults)
 {
     evloop *loop = new_loop();
@@ -2834,6 +2871,7 @@ static const harness_test tests[] = {
     HARNESS_TEST(buffer_enomem_leaves_buffer_unchanged),
     HARNESS_TEST(buffer_read_without_memory_loses_nothing),
     HARNESS_TEST(buffer_read_and_write_on_pipes),
+    HARNESS_TEST(stream_over_pipes_reads_and_writes),
     HARNESS_TEST(buffer_read_write_many_chunks_over_socket),
     HARNESS_TEST(buffer_write_to_closed_peer_raises_no_sigpipe),
     HARNESS_TEST(socket_utilities),

@@ -159,6 +159,19 @@ check() {
     [ "$body" = "Hello, World!" ]
 }
 
+# server_ticks: user + system CPU ticks of the server so far: the process
+# (every thread of http_hello) and its children (nginx's workers)
+HZ=$(getconf CLK_TCK 2>/dev/null || echo 100)
+server_ticks() {
+    local p pids
+    pids="$SERVER_PID $(pgrep -P "$SERVER_PID" 2>/dev/null)"
+    for p in $pids; do
+        # fields 14 and 15 (utime, stime), counted after the ")" that ends
+        # the command name, which may hold spaces
+        sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}'
+    done | awk '{s += $1} END {print s + 0}'
+}
+
 # measure SERVER CONFIG LIB ROUND
 measure() {
     local port out rps
@@ -170,15 +183,24 @@ measure() {
         stop_server
         return
     fi
+    cpu0=$(server_ticks)
     out=$(timeout 60 wrk -t1 -c50 -d"$DUR" "http://127.0.0.1:$port/" 2>&1)
+    cpu1=$(server_ticks)
     stop_server
     printf '%s %s round %s:\n%s\n' "$1" "$2" "$4" "$out" >>"$LOG"
     rps=$(printf '%s\n' "$out" | awk '/^Requests\/sec:/ {print $2}')
+    reqs=$(printf '%s\n' "$out" | awk '/ requests in / {print $1}')
     if [ -z "$rps" ] || printf '%s\n' "$out" | grep -qE 'Non-2xx|Socket errors'; then
         say "$1 round $4: wrk reported errors or no rate (see $LOG): run discarded"
         return
     fi
     echo "R http $3 $2 reqs_per_s $rps $4"
+    # wrk saturates its own core near the servers' rate, so requests/s
+    # hides part of a difference in efficiency: the server's CPU time per
+    # request shows it (kernel time included, as most of it is the kernel's).
+    [ -n "$reqs" ] && [ "$reqs" -gt 0 ] && [ "$cpu1" -gt "$cpu0" ] &&
+        awk -v t=$((cpu1 - cpu0)) -v hz="$HZ" -v n="$reqs" -v c="$2" -v l="$3" -v r="$4" \
+            'BEGIN {printf "R http %s %s cpu_us_per_req %.3f %s\n", l, c, t / hz * 1e6 / n, r}'
 }
 
 for ((r = 0; r < ROUNDS; r++)); do

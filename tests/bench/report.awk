@@ -107,6 +107,7 @@ function header(metric) {
     if (metric == "MB_per_s") return "MB/s echoed (higher is better)"
     if (metric == "cpu_ms_per_MB") return "CPU ms per MB, both threads (lower is better)"
     if (metric == "reqs_per_s") return "requests/s (higher is better)"
+    if (metric == "cpu_us_per_req") return "server CPU µs per request (lower is better)"
     return metric
 }
 
@@ -293,6 +294,7 @@ function issue4() {
     if ("http" in configs) {
         compare_all("http", "reqs_per_s", "nginx", 1, "ge", "HTTP requests/s, http_hello (1 thread) >= nginx with 1 worker", "c50-1core")
         compare_all("http", "reqs_per_s", "nginx", 1, "ge", "HTTP requests/s on both cores, http_hello -t 2 >= nginx with 2 workers", "c50-2cores")
+        compare_all("http", "cpu_us_per_req", "nginx", 1, "le", "(for information) HTTP server CPU per request <= nginx's (user + kernel; wrk's core limits the rates)")
     } else
         print "- HTTP requests/s against nginx: not measured (wrk or nginx missing)"
     if ("echo" in configs) beat_best("echo", "MB_per_s", 1, "echo MB/s, evloop streams >= best of libevent bufferevents and libuv streams")
