@@ -95,7 +95,8 @@ ERRORS
    loop and the event as they were. Beyond the kernel's own errors:
    EINVAL   bad flags or bits, malformed timeval (negative, or tv_usec out of
             range), READ/WRITE with fd < 0, signal number out of range, NULL
-            callback, priority out of range, an event never assigned
+            callback, priority out of range, an event never assigned, an
+            fd event whose EVLOOP_ET differs from the fd's other events
    EBADF    adding a closed descriptor (checked at the first add)
    EPERM    adding a regular file under epoll
    EBUSY    a second loop adding a signal another loop watches; evloop_run
@@ -104,8 +105,9 @@ ERRORS
             whose callback is queued
    ENOMEM   allocation failed; more than 256 common timeouts
 
-   Several events may watch one descriptor; EVLOOP_ET applies to the
-   descriptor as a whole if any of them asks for it. Signal callbacks get the
+   Several events may watch one descriptor; they must agree on EVLOOP_ET
+   (adding one that differs fails with EINVAL, as in libevent), because the
+   kernel has one mode for the descriptor. Signal callbacks get the
    signal number as fd and EVLOOP_SIGNAL as what. evloop_event_active runs
    the callback once with what == res (ncalls is accepted for libevent
    compatibility). Events are not copied: an evloop_event must stay where it
@@ -359,8 +361,9 @@ EVLOOP_DEF void evloop_mem_free(void *p); /* releases what evloop_buffer_readln 
    can take, about 64 KiB). Returns the bytes read, 0 at end of file, -1 with
    errno (EAGAIN when nothing is there). howmuch 0 is EINVAL. */
 EVLOOP_DEF int evloop_buffer_read(evloop_buffer *buf, evloop_socket_t fd, int howmuch);
-/* One write of buf's front to fd (send with MSG_NOSIGNAL on a socket, so no
-   SIGPIPE); drains and returns what went, -1 with errno (EAGAIN, EPIPE...). */
+/* One write of buf's front to fd, never raising SIGPIPE (send with
+   MSG_NOSIGNAL on a socket; on a pipe the signal is held back for the call);
+   drains and returns what went, -1 with errno (EAGAIN, EPIPE...). */
 EVLOOP_DEF int evloop_buffer_write(evloop_buffer *buf, evloop_socket_t fd);
 
 /* Streams: a socket with an input and an output buffer. */
@@ -595,6 +598,9 @@ typedef struct evloop__fdinfo {
     unsigned char kmask;  /* interest the backend has now */
     unsigned char queued; /* on the change list */
     unsigned char ready;  /* kqueue: bits gathered from one batch */
+#ifdef EVLOOP_BACKEND_EPOLL
+    unsigned gen; /* epoll: generation of the fd's registration, in its data */
+#endif
 } evloop__fdinfo;
 
 typedef struct evloop__timer {
@@ -673,6 +679,7 @@ typedef struct evloop__tsc {
 typedef struct evloop__backend {
     int epfd;
     int cap;
+    int stale; /* a report came from a registration nothing here owns */
     struct epoll_event *out;
 } evloop__backend;
 #elif defined(EVLOOP_BACKEND_KQUEUE)
@@ -1352,6 +1359,7 @@ typedef char
 
 static int evloop__be_init(evloop *loop)
 {
+    loop->be.stale = 0;
     loop->be.epfd = epoll_create1(EPOLL_CLOEXEC);
     if (loop->be.epfd < 0) return -1;
     loop->be.cap = 64;
@@ -1371,12 +1379,21 @@ static void evloop__be_free(evloop *loop)
     loop->be.out = NULL;
 }
 
+/* A registration made or rewritten here carries the fd and the next
+   generation of the fd's registrations in its data; every way out but one
+   (an ADD refused for a registration already as wanted, which keeps its
+   own) moves the fd to that generation, so a report from an older
+   registration, still in the set (see evloop__epoll_rebuild), gives itself
+   away. */
 EVLOOP__HOT int evloop__be_change(evloop *loop, int fd, unsigned old, unsigned mask)
 {
     struct epoll_event e;
+    unsigned gen = loop->fds[fd].gen;
     int op;
+    loop->fds[fd].gen = gen + 1;
     if (!mask) {
-        /* The fd may be closed already, which removed it from the set. */
+        /* The fd may be closed already, which removed it from the set (or
+           left it there, if the file is open elsewhere). */
         if (old) epoll_ctl(loop->be.epfd, EPOLL_CTL_DEL, fd, &e);
         return 0;
     }
@@ -1387,7 +1404,7 @@ EVLOOP__HOT int evloop__be_change(evloop *loop, int fd, unsigned old, unsigned m
     if (mask & (EVLOOP_CLOSED | EVLOOP_ET))
         e.events |= ((mask & EVLOOP_CLOSED) ? (unsigned)EPOLLRDHUP : 0u) |
                     ((mask & EVLOOP_ET) ? (unsigned)EPOLLET : 0u);
-    e.data.fd = fd;
+    e.data.u64 = (uint64_t)(gen + 1) << 32 | (uint32_t)fd;
     /* Unknown or stale (the number may name a new file): ADD. EEXIST proves
        the kernel still watches this very file, and a refused ADD is cheaper
        than a MOD, which polls the file again; it is then done if the mask is
@@ -1395,9 +1412,30 @@ EVLOOP__HOT int evloop__be_change(evloop *loop, int fd, unsigned old, unsigned m
     op = old && !(old & EVLOOP__KMASK_STALE) ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
     if (epoll_ctl(loop->be.epfd, op, fd, &e) == 0) return 0;
     if (errno != (op == EPOLL_CTL_MOD ? ENOENT : EEXIST)) return -1;
-    if (op == EPOLL_CTL_ADD && (old & ~EVLOOP__KMASK_STALE) == mask) return 0;
+    if (op == EPOLL_CTL_ADD && (old & ~EVLOOP__KMASK_STALE) == mask) {
+        loop->fds[fd].gen = gen;
+        return 0;
+    }
     /* MOD of an fd the kernel dropped: ADD; ADD of one it has: MOD. */
     return epoll_ctl(loop->be.epfd, op == EPOLL_CTL_MOD ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &e);
+}
+
+/* The kernel reported a registration nothing here owns: one a file left
+   when it was closed here after its events were deleted but is still open
+   elsewhere (a dup, a forked child), so the delete had no fd to name it by;
+   or the one of the file an fd number named before. Only a new epoll set
+   sheds it: one rebuilt from what the fd table says the kernel has. */
+static void evloop__epoll_rebuild(evloop *loop)
+{
+    int fd, epfd = epoll_create1(EPOLL_CLOEXEC);
+    loop->be.stale = 0;
+    if (epfd < 0) return; /* keep the old set: the next such report tries again */
+    close(loop->be.epfd);
+    loop->be.epfd = epfd;
+    for (fd = 0; fd < loop->nfds; fd++) {
+        evloop__fdinfo *fi = &loop->fds[fd];
+        if (fi->kmask && evloop__be_change(loop, fd, 0, fi->kmask) < 0) fi->kmask = 0;
+    }
 }
 
 static int evloop__be_wait(evloop *loop, int64_t timeout_ns)
@@ -1408,10 +1446,17 @@ static int evloop__be_wait(evloop *loop, int64_t timeout_ns)
     for (i = 0; i < n; i++) {
         unsigned e = loop->be.out[i].events;
         unsigned bits = (e & EPOLLOUT) | ((e & EPOLLIN) << 1);
+        uint64_t data = loop->be.out[i].data.u64;
+        int fd = (int)(uint32_t)data;
+        if ((unsigned)fd >= (unsigned)loop->nfds || loop->fds[fd].gen != (unsigned)(data >> 32)) {
+            loop->be.stale = 1;
+            continue;
+        }
         if (e & (EPOLLHUP | EPOLLERR)) bits |= EVLOOP_READ | EVLOOP_WRITE;
         if (e & (EPOLLRDHUP | EPOLLHUP)) bits |= EVLOOP_CLOSED;
-        evloop__fd_ready(loop, loop->be.out[i].data.fd, bits);
+        evloop__fd_ready(loop, fd, bits);
     }
+    if (loop->be.stale) evloop__epoll_rebuild(loop);
     if (n == loop->be.cap && n < 4096) {
         /* A full batch hints at more ready fds than we can take at once. */
         int cap = loop->be.cap;
@@ -1697,8 +1742,12 @@ EVLOOP__HOT int evloop__io_start(evloop *loop, evloop_event *ev)
     unsigned want;
     if (evloop__fd_reserve(loop, ev->fd) < 0) return -1;
     fi = &loop->fds[ev->fd];
+    want = evloop__fd_wanted(fi);
+    /* The kernel has one mode for an fd: an event in the other would miss
+       reports (level-triggered) or get them again and again (edge). */
+    if (want && ((want ^ (unsigned)ev->events) & EVLOOP_ET)) return evloop__fail(EINVAL);
     if (evloop__list_reserve(fi) < 0) return -1;
-    want = evloop__fd_wanted(fi) | ((unsigned)ev->events & EVLOOP__FD_BITS);
+    want |= (unsigned)ev->events & EVLOOP__FD_BITS;
     if (!fi->kmask || (ev->flags & EVLOOP__F_NEWFD)) {
         unsigned old = fi->kmask ? fi->kmask | EVLOOP__KMASK_STALE : 0;
         if (evloop__be_change(loop, ev->fd, old, want) < 0) return -1;
@@ -3241,6 +3290,7 @@ EVLOOP__API int evloop_event_get_priority(const evloop_event *ev)
    ordinary events (read and write) on its socket, a listener one event and a
    timer. Nothing below reaches into the loop's private state. */
 
+#include <signal.h>
 #include <stdarg.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -3621,9 +3671,41 @@ static int evloop__buf_readv(evloop_buffer *buf, int fd, size_t want, int *kind)
     return (int)r;
 }
 
+/* writev to a pipe (or anything else that is not a socket) whose reader is
+   gone raises SIGPIPE, which no flag turns off: it is blocked in this thread
+   for the call, and taken back if this write raised it, so the caller gets
+   EPIPE as from a socket. */
+static ssize_t evloop__writev_quiet(int fd, struct iovec *iov, int niov)
+{
+    sigset_t pipe_only, old, pending;
+    ssize_t r;
+    int err, sig, had;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    had = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+#ifndef EVLOOP_NO_THREADS
+    pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
+#else
+    sigprocmask(SIG_BLOCK, &pipe_only, &old);
+#endif
+    do r = writev(fd, iov, niov);
+    while (r < 0 && errno == EINTR);
+    err = errno;
+    if (r < 0 && err == EPIPE && !had && sigpending(&pending) == 0 &&
+        sigismember(&pending, SIGPIPE))
+        sigwait(&pipe_only, &sig);
+#ifndef EVLOOP_NO_THREADS
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+#else
+    sigprocmask(SIG_SETMASK, &old, NULL);
+#endif
+    errno = err;
+    return r;
+}
+
 /* send or sendmsg with MSG_NOSIGNAL on sockets so a closed peer gives EPIPE,
    not a SIGPIPE (send, the kernel's shorter path, when there is one chunk);
-   writev for anything else. *kind remembers which (0: not known). */
+   a quiet writev for anything else. *kind remembers which (0: not known). */
 static ssize_t evloop__sendv(int fd, struct iovec *iov, int niov, int *kind)
 {
     ssize_t r;
@@ -3650,9 +3732,7 @@ static ssize_t evloop__sendv(int fd, struct iovec *iov, int niov, int *kind)
 #else
     (void)kind;
 #endif
-    do r = writev(fd, iov, niov);
-    while (r < 0 && errno == EINTR);
-    return r;
+    return evloop__writev_quiet(fd, iov, niov);
 }
 
 /* One gathering write of the first chunks (at most INT_MAX bytes). */

@@ -1173,6 +1173,38 @@ TEST(stream_over_pipes_reads_and_writes)
     free_loop_check(loop);
 }
 
+/* A stream on a pipe whose reader is gone reports WRITING|ERROR with EPIPE,
+   as on a socket: SIGPIPE (fatal by default here) is never raised, and none
+   is left pending. evloop_buffer_write on such a pipe fails the same way. */
+TEST(stream_on_pipe_without_reader_reports_epipe_not_sigpipe)
+{
+    evloop *loop = new_loop();
+    evloop_buffer *buf = evloop_buffer_new();
+    rec r;
+    int p[2];
+    sigset_t pending;
+    REQUIRE(buf != NULL);
+    REQUIRE(pipe(p) == 0);
+    close(p[0]); /* the reader is gone */
+    rec_init(&r, loop);
+    rec_stream(&r, p[1], EVLOOP_STREAM_CLOSE_ON_FREE);
+    r.exit_on_event = 1;
+    REQUIRE(evloop_stream_write(r.s, "abc", 3) == 0);
+    CHECK(!run_ms(loop, 2000));
+    REQUIRE(r.nevents == 1);
+    CHECK_EQ_INT(r.events[0], EVLOOP_STREAM_WRITING | EVLOOP_STREAM_ERROR);
+    CHECK_EQ_INT(r.errs[0], EPIPE);
+    REQUIRE(evloop_buffer_add(buf, "xyz", 3) == 0);
+    CHECK_ERR(evloop_buffer_write(buf, p[1]), EPIPE);
+    CHECK_EQ_INT(evloop_buffer_get_length(buf), 3);
+    REQUIRE(sigpending(&pending) == 0);
+    CHECK(!sigismember(&pending, SIGPIPE));
+    evloop_stream_free(r.s);
+    evloop_buffer_free(buf);
+    rec_done(&r);
+    free_loop_check(loop);
+}
+
 TEST(stream_new_arguments_and_defaults)
 {
     evloop *loop = new_loop();
@@ -2872,6 +2904,7 @@ static const harness_test tests[] = {
     HARNESS_TEST(buffer_read_without_memory_loses_nothing),
     HARNESS_TEST(buffer_read_and_write_on_pipes),
     HARNESS_TEST(stream_over_pipes_reads_and_writes),
+    HARNESS_TEST(stream_on_pipe_without_reader_reports_epipe_not_sigpipe),
     HARNESS_TEST(buffer_read_write_many_chunks_over_socket),
     HARNESS_TEST(buffer_write_to_closed_peer_raises_no_sigpipe),
     HARNESS_TEST(socket_utilities),
