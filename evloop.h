@@ -191,7 +191,7 @@ typedef int (*evloop_foreach_cb)(const evloop *loop, const evloop_event *ev, voi
 #define EVLOOP_CLOSED  0x80 /* the peer hung up, where the backend can tell */
 
 #define EVLOOP_ONCE             0x01 /* run until something fired and was handled */
-#define EVLOOP_NONBLOCK         0x02 /* do not wait: run what is ready */
+#define EVLOOP_NONBLOCK         0x02 /* do not wait: run what is ready (a round a priority at most) */
 #define EVLOOP_NO_EXIT_ON_EMPTY 0x04 /* keep running when nothing is pending */
 
 /* An event. The type is complete so it can be embedded in your own structs,
@@ -227,8 +227,9 @@ EVLOOP_DEF int evloop_reinit(evloop *loop);
 /* 0: exited by exit/break or ONCE/NONBLOCK done; 1: nothing left; -1: error. */
 EVLOOP_DEF int evloop_run(evloop *loop, int flags);
 EVLOOP_DEF int evloop_dispatch(evloop *loop); /* evloop_run(loop, 0) */
-/* Stop after delay (NULL: once this round of callbacks is done); of several
-   delays the earliest counts. Thread-safe. */
+/* Stop after delay (NULL: once this round of callbacks is done; with no run
+   in progress, after the next run's first round); of several delays the
+   earliest counts. Thread-safe. */
 EVLOOP_DEF int evloop_exit(evloop *loop, const struct timeval *delay);
 EVLOOP_DEF int evloop_break(evloop *loop); /* stop after the running callback. Thread-safe. */
 EVLOOP_DEF int evloop_got_exit(evloop *loop);
