@@ -8,7 +8,9 @@
        with the same idle time share one O(1) queue instead of the timer heap;
      - partial writes done right: when the socket buffer is full the rest waits
        for a write event, and reading stops until that backlog is gone, so a
-       fast sender cannot make the server buffer without bound.
+       fast sender cannot make the server buffer without bound;
+     - running out of file descriptors without spinning: accept pauses on a
+       one-shot timer instead of retrying at once (see pause_accepting).
 
    Build:  cc -std=c99 -Wall -Wextra -pthread -I. examples/echo_server.c -o echo_server
    Run:    ./echo_server [PORT] [IDLE_SECONDS]      (defaults 40714 and 10; 127.0.0.1 only)
@@ -35,6 +37,7 @@
 #define DEFAULT_PORT         40714
 #define DEFAULT_IDLE_SECONDS 10
 #define ECHO_BUFFER_SIZE     16384
+#define ACCEPT_PAUSE_MS      100 /* rest after accept ran out of descriptors or memory */
 
 struct server;
 
@@ -54,9 +57,11 @@ struct server {
     const struct timeval *idle; /* a common timeout of this loop */
     evloop_socket_t listen_fd;
     evloop_event accept_event;
+    evloop_event resume_event; /* one-shot timer: ends a pause in accepting */
     evloop_event sigint_event;
     evloop_event sigterm_event;
     struct connection *connections;
+    int accept_failing; /* out of resources, already said so: quiet until an accept works */
 };
 
 static int would_block(int err)
@@ -189,6 +194,48 @@ static struct connection *connection_new(struct server *s, evloop_socket_t fd)
     return c;
 }
 
+/* accept failed for want of something that may come back: descriptors
+   (EMFILE for this process, ENFILE for the whole system) or kernel memory. */
+static int out_of_resources(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+/* When accept runs out of resources, the client it could not take stays in
+   the listen backlog, so the listening socket stays readable. The accept
+   event is level-triggered: it would fire again at once, fail again, and the
+   server would spin at full CPU, printing an error per try. So stop watching
+   the listener and look again after ACCEPT_PAUSE_MS (on_resume_accepting):
+   by then a client may have left (or idled out) and freed a descriptor. The
+   error is printed once, not at every pause, until an accept works again.
+   This is what evloop_listener does by itself (see echo_stream.c). */
+static void pause_accepting(struct server *s, int err)
+{
+    struct timeval pause = {0, ACCEPT_PAUSE_MS * 1000};
+
+    if (!s->accept_failing)
+        fprintf(stderr, "echo_server: accept: %s (pausing new connections, retrying every %d ms)\n",
+                strerror(err), ACCEPT_PAUSE_MS);
+    s->accept_failing = 1;
+    if (evloop_event_del(&s->accept_event) || evloop_event_add(&s->resume_event, &pause)) {
+        perror("echo_server: cannot pause accepting");
+        evloop_exit(s->loop, NULL); /* without the timer we would never accept again */
+    }
+}
+
+/* The pause is over: watch the listener again. If descriptors are still
+   short, the next accept fails and pauses once more. */
+static void on_resume_accepting(evloop_socket_t fd, short what, void *arg)
+{
+    struct server *s = arg;
+
+    (void)fd, (void)what;
+    if (evloop_event_add(&s->accept_event, NULL)) {
+        perror("echo_server: cannot resume accepting");
+        evloop_exit(s->loop, NULL);
+    }
+}
+
 /* Level-triggered listener: accept until the backlog is empty, so one wakeup
    serves a burst of clients. */
 static void on_acceptable(evloop_socket_t listen_fd, short what, void *arg)
@@ -200,10 +247,15 @@ static void on_acceptable(evloop_socket_t listen_fd, short what, void *arg)
         evloop_socket_t fd = accept(listen_fd, NULL, NULL);
 
         if (fd < 0) {
-            /* EMFILE and friends: the client stays queued and we retry on the
-               next round; a real server would also pause accepting briefly. */
-            if (!would_block(errno) && errno != ECONNABORTED) perror("echo_server: accept");
+            if (out_of_resources(errno))
+                pause_accepting(s, errno);
+            else if (!would_block(errno) && errno != ECONNABORTED)
+                perror("echo_server: accept"); /* that client is gone; the next round goes on */
             return;
+        }
+        if (s->accept_failing) {
+            fprintf(stderr, "echo_server: accepting new connections again\n");
+            s->accept_failing = 0;
         }
         if (make_nonblocking(fd) < 0 || !connection_new(s, fd)) {
             perror("echo_server: new connection");
@@ -261,6 +313,7 @@ static int server_start(struct server *s, int port, int idle_seconds)
     if (!s->idle || s->listen_fd < 0) return -1;
     if (evloop_event_assign(&s->accept_event, s->loop, s->listen_fd, EVLOOP_READ | EVLOOP_PERSIST,
                             on_acceptable, s) ||
+        evloop_timer_assign(&s->resume_event, s->loop, on_resume_accepting, s) ||
         evloop_signal_assign(&s->sigint_event, s->loop, SIGINT, on_signal, s) ||
         evloop_signal_assign(&s->sigterm_event, s->loop, SIGTERM, on_signal, s) ||
         evloop_event_add(&s->accept_event, NULL) || evloop_signal_add(&s->sigint_event, NULL) ||
@@ -276,12 +329,13 @@ static int server_start(struct server *s, int port, int idle_seconds)
    never reached (the struct started zeroed). */
 static void server_stop(struct server *s)
 {
-    evloop_event *own[3];
+    evloop_event *own[4];
     size_t i;
 
     own[0] = &s->accept_event;
-    own[1] = &s->sigint_event;
-    own[2] = &s->sigterm_event;
+    own[1] = &s->resume_event;
+    own[2] = &s->sigint_event;
+    own[3] = &s->sigterm_event;
     while (s->connections) connection_free(s->connections);
     for (i = 0; i < sizeof own / sizeof own[0]; i++)
         if (evloop_event_initialized(own[i])) evloop_event_del(own[i]);

@@ -9,15 +9,20 @@
        complete request in the input buffer is answered, in order, and a
        request split across reads waits for its end;
      - limits: headers larger than MAX_HEADER get 431, a malformed request
-       line or header gets 400 (both then close the connection), a client
-       that pipelines without reading is paused at OUTPUT_LIMIT bytes of
-       pending answers (backpressure, as in echo_stream.c);
+       line or header gets 400, and so does a request with two Host headers
+       or an HTTP/1.1 one with none (RFC 9112, 3.2); each of these then
+       closes the connection; a client that pipelines without reading is
+       paused at OUTPUT_LIMIT bytes of pending answers (backpressure, as in
+       echo_stream.c);
      - the headers a real server sends: Date (RFC 7231 format, computed from
        the loop's cached clock at most once a second), Content-Type,
        Content-Length, Connection when it matters;
      - a "lingering close": after an error answer the server shuts down its
        sending side and discards what the client still sends for a moment,
-       so the client reads the answer instead of a connection reset.
+       so the client reads the answer instead of a connection reset; the
+       moment ends LINGER_SECONDS after the client's last byte, and at the
+       latest LINGER_TOTAL_SECONDS (or -l) after it began, so a client that
+       never stops sending cannot hold the connection forever.
 
    Threads (-t): an evloop is used by one thread at a time, so using every
    core means one loop per thread. Each worker has its own loop, its own
@@ -37,8 +42,8 @@
    Date included, is made once a second).
 
    Build:  cc -std=c99 -Wall -Wextra -O2 -pthread -I. examples/http_hello.c -o http_hello
-   Run:    ./http_hello [-t THREADS] [PORT]   (defaults: 1 thread, port 8080;
-           listens on 127.0.0.1 only)
+   Run:    ./http_hello [-t THREADS] [-l LINGER_TOTAL_SECONDS] [PORT]
+           (defaults: 1 thread, 30 s, port 8080; listens on 127.0.0.1 only)
    Try:    curl -v http://127.0.0.1:8080/        wrk -c50 -d5s http://127.0.0.1:8080/ */
 
 /* evloop.h first: it also turns on the POSIX declarations (gmtime_r, ...)
@@ -66,16 +71,23 @@
 #define OUTPUT_LIMIT   (256 * 1024) /* pending answers at which we stop parsing */
 #define OUTPUT_RESUME  (64 * 1024)  /* ... and resume */
 #define IDLE_SECONDS   30           /* connections making no progress this long are closed */
-#define LINGER_SECONDS 2            /* how long a closing connection drains its input */
-#define HELLO          "Hello, World!"
-#define ANSWER_MAX     512 /* bytes in the longest answer we send, and then some */
+#define LINGER_SECONDS 2            /* how long a closing connection waits for more input */
+/* ... and how long it may drain in all, however steadily the client sends.
+   The linger is there for clients still sending when our error answer went
+   out (a large upload refused with 413, say): they need the time to notice
+   the answer and stop. 30 s, as nginx's lingering_time, is plenty for that;
+   -l changes it (the tests use 1 s so they do not wait 30). */
+#define LINGER_TOTAL_SECONDS 30
+#define MAX_LINGER_SECONDS   3600 /* the largest -l accepted */
+#define HELLO                "Hello, World!"
+#define ANSWER_MAX           512 /* bytes in the longest answer we send, and then some */
 
 struct worker;
 
 enum conn_state {
     CONN_OPEN,      /* parsing requests */
     CONN_CLOSING,   /* the last answer is queued: shut down once it went out */
-    CONN_LINGERING, /* our side is shut down: discard input until EOF or LINGER_SECONDS */
+    CONN_LINGERING, /* our side is shut down: discard input until EOF or a linger timeout */
 };
 
 struct connection {
@@ -86,6 +98,9 @@ struct connection {
     int paused;       /* reading stopped because too many answers are pending */
     int got_eof;      /* the client finished sending */
     size_t body_left; /* bytes of the current request's body still to skip */
+    /* While lingering: a one-shot timer that ends the linger once it has
+       lasted the worker's linger_total, in case the read timeout never does. */
+    evloop_event linger_timer;
 };
 
 /* One thread's server. Everything in it is touched only by its own thread
@@ -101,12 +116,14 @@ struct worker {
     char date[64];          /* "Sun, 06 Nov 1994 08:49:37 GMT" (room for what snprintf fears) */
     char hello[ANSWER_MAX]; /* the everyday answer, remade with date[] */
     size_t hello_len;
+    struct timeval linger_total; /* the longest a connection may linger (-l) */
 };
 
 struct server {
     struct worker workers[MAX_THREADS]; /* workers[0] runs in the main thread */
     int nworkers;
     evloop_event *sigint_event, *sigterm_event; /* on workers[0]'s loop */
+    int linger_total;                           /* seconds: LINGER_TOTAL_SECONDS or -l */
 };
 
 /* One parsed request: what the answer depends on. */
@@ -117,6 +134,7 @@ struct request {
     int keep_alive;      /* the connection stays open after the answer */
     int chunked;         /* Transfer-Encoding present (not supported) */
     long content_length; /* -1 when absent */
+    int hosts;           /* Host headers seen (exactly 1 is required, see host_count_ok) */
 };
 
 /*== CONNECTIONS ==*/
@@ -130,6 +148,10 @@ static void connection_free(struct connection *c)
     else
         w->connections = c->next;
     if (c->next) c->next->prev = c->prev;
+    /* The timer lives inside *c: take it out of the loop before the memory
+       goes (allowed from its own callback too). It is assigned only once the
+       connection lingers; calloc left it zeroed, which "initialized" tells. */
+    if (evloop_event_initialized(&c->linger_timer)) evloop_event_del(&c->linger_timer);
     evloop_stream_free(c->stream); /* safe inside its own callbacks; closes the socket */
     free(c);
 }
@@ -335,8 +357,19 @@ static int parse_header(const char *p, size_t len, struct request *rq)
         rq->content_length = cl;
     } else if (name_is(p, n, "transfer-encoding")) {
         rq->chunked = 1;
+    } else if (name_is(p, n, "host")) {
+        rq->hosts++; /* judged once the whole head is in: see host_count_ok */
     }
     return 0;
+}
+
+/* RFC 9112, 3.2: a server must answer 400 to a request with more than one
+   Host header (which one would name the site?), and to an HTTP/1.1 request
+   with none: HTTP/1.1 clients must send it. HTTP/1.0 predates Host, so
+   there it may be missing. */
+static int host_count_ok(const struct request *rq)
+{
+    return rq->hosts == 1 || (rq->hosts == 0 && rq->minor == 0);
 }
 
 enum head_result { HEAD_PARTIAL, HEAD_DONE, HEAD_BAD, HEAD_TOO_LARGE };
@@ -395,6 +428,7 @@ static int handle_one(struct connection *c, const char *p, size_t len, size_t *u
         break;
     }
     *used = skip + head_len;
+    if (!host_count_ok(&rq)) return respond_error(c, "400 Bad Request") < 0 ? -1 : 1;
     if (rq.chunked) return respond_error(c, "501 Not Implemented") < 0 ? -1 : 1;
     if (rq.content_length > MAX_BODY) return respond_error(c, "413 Content Too Large") < 0 ? -1 : 1;
     if (rq.content_length > 0) c->body_left = (size_t)rq.content_length; /* skipped by the caller */
@@ -464,11 +498,24 @@ static void on_read(evloop_stream *stream, void *arg)
     process_input(c);
 }
 
+/* The linger lasted the worker's linger_total: the client is still sending
+   (each byte restarted the read timeout), so stop waiting for it. */
+static void on_linger_expired(evloop_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    connection_free(arg);
+}
+
 /* Shut down our sending side and drain the client's data for a while: a
    close() with unread input would send a reset that can destroy the answer
-   before the client read it. */
+   before the client read it. Two limits end the wait: the read timeout
+   (LINGER_SECONDS with nothing received: the client has stopped) and the
+   linger timer (linger_total in all). The read timeout alone would let a
+   client that sends a byte now and then keep the connection forever; the
+   timer alone would keep a client that already went quiet waiting for it. */
 static void start_lingering(struct connection *c)
 {
+    struct worker *w = c->worker;
     struct timeval linger = {LINGER_SECONDS, 0};
 
     c->state = CONN_LINGERING;
@@ -478,7 +525,9 @@ static void start_lingering(struct connection *c)
     }
     if (shutdown(evloop_stream_get_fd(c->stream), SHUT_WR) < 0 ||
         evloop_stream_set_timeouts(c->stream, &linger, NULL) < 0 ||
-        evloop_stream_enable(c->stream, EVLOOP_READ) < 0)
+        evloop_stream_enable(c->stream, EVLOOP_READ) < 0 ||
+        evloop_timer_assign(&c->linger_timer, w->loop, on_linger_expired, c) < 0 ||
+        evloop_timer_add(&c->linger_timer, &w->linger_total) < 0)
         connection_free(c);
 }
 
@@ -553,11 +602,13 @@ static void on_accept(evloop_listener *listener, evloop_socket_t fd, struct sock
 
 /* Makes the worker's loop and its listener (reuseport: one of several on
    the same port). Runs in the main thread, before any worker thread. */
-static int worker_setup(struct worker *w, int port, int reuseport)
+static int worker_setup(struct worker *w, int port, int reuseport, int linger_total)
 {
     struct sockaddr_in sin;
     unsigned flags = EVLOOP_LISTENER_CLOSE_ON_FREE | EVLOOP_LISTENER_REUSEABLE;
 
+    w->linger_total.tv_sec = linger_total;
+    w->linger_total.tv_usec = 0;
     w->loop = evloop_new();
     if (!w->loop) return -1;
     memset(&sin, 0, sizeof sin);
@@ -616,7 +667,7 @@ static int server_setup(struct server *s, int port)
     int i;
 
     for (i = 0; i < s->nworkers; i++) {
-        if (worker_setup(&s->workers[i], port, s->nworkers > 1) < 0) {
+        if (worker_setup(&s->workers[i], port, s->nworkers > 1, s->linger_total) < 0) {
             fprintf(stderr, "http_hello: cannot listen on 127.0.0.1:%d: %s\n", port,
                     strerror(errno));
             return -1;
@@ -683,13 +734,15 @@ static int parse_int(const char *arg, int lo, int hi)
     return (int)v;
 }
 
-static int parse_args(int argc, char **argv, int *port, int *nworkers)
+static int parse_args(int argc, char **argv, int *port, struct server *s)
 {
     int i;
 
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) {
-            if ((*nworkers = parse_int(argv[++i], 1, MAX_THREADS)) < 0) return -1;
+            if ((s->nworkers = parse_int(argv[++i], 1, MAX_THREADS)) < 0) return -1;
+        } else if (strcmp(argv[i], "-l") == 0 && i + 1 < argc) {
+            if ((s->linger_total = parse_int(argv[++i], 1, MAX_LINGER_SECONDS)) < 0) return -1;
         } else if (argv[i][0] != '-' && i == argc - 1) {
             if ((*port = parse_int(argv[i], 1, 65535)) < 0) return -1;
         } else {
@@ -705,9 +758,12 @@ int main(int argc, char **argv)
     int port = DEFAULT_PORT, status = 0;
 
     server.nworkers = 1;
-    if (parse_args(argc, argv, &port, &server.nworkers) < 0) {
-        fprintf(stderr, "usage: %s [-t THREADS] [PORT]   (defaults: 1 thread, port %d)\n", argv[0],
-                DEFAULT_PORT);
+    server.linger_total = LINGER_TOTAL_SECONDS;
+    if (parse_args(argc, argv, &port, &server) < 0) {
+        fprintf(stderr,
+                "usage: %s [-t THREADS] [-l LINGER_TOTAL_SECONDS] [PORT]\n"
+                "       (defaults: 1 thread, %d s, port %d)\n",
+                argv[0], LINGER_TOTAL_SECONDS, DEFAULT_PORT);
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0); /* the ready line must reach a pipe at once */

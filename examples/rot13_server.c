@@ -8,6 +8,8 @@
      - backpressure: with a full output buffer the server stops reading from
        that client (deletes its read event) until the write side drains it,
        so a line longer than the buffer still comes back whole and in order;
+     - running out of file descriptors without spinning: accept pauses on a
+       one-shot timer instead of retrying at once (see pause_accepting);
      - clean shutdown on SIGINT/SIGTERM through signal events.
 
    Build:  cc -std=c99 -Wall -Wextra -pthread -I. examples/rot13_server.c -o rot13_server
@@ -33,6 +35,7 @@
 
 #define DEFAULT_PORT       40713
 #define OUTPUT_BUFFER_SIZE 16384 /* per connection; longer lines are sent in pieces */
+#define ACCEPT_PAUSE_MS    100   /* rest after accept ran out of descriptors or memory */
 
 struct server;
 
@@ -54,9 +57,11 @@ struct server {
     evloop *loop;
     evloop_socket_t listen_fd;
     evloop_event *accept_event;
+    evloop_event *resume_event; /* one-shot timer: ends a pause in accepting */
     evloop_event *sigint_event;
     evloop_event *sigterm_event;
     struct connection *connections;
+    int accept_failing; /* out of resources, already said so: quiet until an accept works */
 };
 
 /* Not isalpha(): the locale must not change which bytes are letters. */
@@ -226,6 +231,49 @@ static struct connection *connection_new(struct server *s, evloop_socket_t fd)
     return c;
 }
 
+/* accept failed for want of something that may come back: descriptors
+   (EMFILE for this process, ENFILE for the whole system) or kernel memory. */
+static int out_of_resources(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+/* When accept runs out of resources, the client it could not take stays in
+   the listen backlog, so the listening socket stays readable. The accept
+   event is level-triggered: it would fire again at once, fail again, and the
+   server would spin at full CPU, printing an error per try. So stop watching
+   the listener and look again after ACCEPT_PAUSE_MS (on_resume_accepting):
+   by then a client may have left and freed a descriptor. The error is
+   printed once, not at every pause, until an accept works again. This is
+   what evloop_listener does by itself (see rot13_stream.c). */
+static void pause_accepting(struct server *s, int err)
+{
+    struct timeval pause = {0, ACCEPT_PAUSE_MS * 1000};
+
+    if (!s->accept_failing)
+        fprintf(stderr,
+                "rot13_server: accept: %s (pausing new connections, retrying every %d ms)\n",
+                strerror(err), ACCEPT_PAUSE_MS);
+    s->accept_failing = 1;
+    if (evloop_event_del(s->accept_event) || evloop_event_add(s->resume_event, &pause)) {
+        perror("rot13_server: cannot pause accepting");
+        evloop_exit(s->loop, NULL); /* without the timer we would never accept again */
+    }
+}
+
+/* The pause is over: watch the listener again. If descriptors are still
+   short, the next accept fails and pauses once more. */
+static void on_resume_accepting(evloop_socket_t fd, short what, void *arg)
+{
+    struct server *s = arg;
+
+    (void)fd, (void)what;
+    if (evloop_event_add(s->accept_event, NULL)) {
+        perror("rot13_server: cannot resume accepting");
+        evloop_exit(s->loop, NULL);
+    }
+}
+
 /* Level-triggered listener: accept until the backlog is empty, so one wakeup
    serves a burst of clients. */
 static void on_acceptable(evloop_socket_t listen_fd, short what, void *arg)
@@ -237,10 +285,15 @@ static void on_acceptable(evloop_socket_t listen_fd, short what, void *arg)
         evloop_socket_t fd = accept(listen_fd, NULL, NULL);
 
         if (fd < 0) {
-            /* EMFILE and friends: the client stays queued and we retry on the
-               next round; a real server would also pause accepting briefly. */
-            if (!would_block(errno) && errno != ECONNABORTED) perror("rot13_server: accept");
+            if (out_of_resources(errno))
+                pause_accepting(s, errno);
+            else if (!would_block(errno) && errno != ECONNABORTED)
+                perror("rot13_server: accept"); /* that client is gone; the next round goes on */
             return;
+        }
+        if (s->accept_failing) {
+            fprintf(stderr, "rot13_server: accepting new connections again\n");
+            s->accept_failing = 0;
         }
         if (make_nonblocking(fd) < 0 || !connection_new(s, fd)) {
             perror("rot13_server: new connection");
@@ -294,9 +347,10 @@ static int server_start(struct server *s, int port)
     if (s->listen_fd < 0) return -1;
     s->accept_event =
         evloop_event_new(s->loop, s->listen_fd, EVLOOP_READ | EVLOOP_PERSIST, on_acceptable, s);
+    s->resume_event = evloop_timer_new(s->loop, on_resume_accepting, s);
     s->sigint_event = evloop_signal_new(s->loop, SIGINT, on_signal, s);
     s->sigterm_event = evloop_signal_new(s->loop, SIGTERM, on_signal, s);
-    if (!s->accept_event || !s->sigint_event || !s->sigterm_event ||
+    if (!s->accept_event || !s->resume_event || !s->sigint_event || !s->sigterm_event ||
         evloop_event_add(s->accept_event, NULL) || evloop_signal_add(s->sigint_event, NULL) ||
         evloop_signal_add(s->sigterm_event, NULL)) {
         perror("rot13_server: cannot set up events");
@@ -310,6 +364,7 @@ static void server_stop(struct server *s)
 {
     while (s->connections) connection_free(s->connections);
     evloop_event_free(s->accept_event);
+    evloop_event_free(s->resume_event);
     evloop_event_free(s->sigint_event);
     evloop_event_free(s->sigterm_event);
     if (s->listen_fd >= 0) close(s->listen_fd);
@@ -327,7 +382,7 @@ static int parse_port(const char *arg)
 
 int main(int argc, char **argv)
 {
-    struct server server = {NULL, -1, NULL, NULL, NULL, NULL};
+    struct server server = {NULL, -1, NULL, NULL, NULL, NULL, NULL, 0};
     int port = argc > 1 ? parse_port(argv[1]) : DEFAULT_PORT;
     int status = 0;
 

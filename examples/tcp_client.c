@@ -68,7 +68,11 @@ static void on_read(evloop_stream *stream, void *arg)
     size_t len = evloop_buffer_get_length(input);
     unsigned char *data = evloop_buffer_pullup(input, -1);
 
-    if (len && (!data || fwrite(data, 1, len, stdout) != len)) {
+    /* Flush each piece at once: into a pipe or a file stdout is fully
+       buffered, so without it the reply would reach whoever reads our output
+       in blocks of several KiB (or only at exit), and be lost if we are
+       killed meanwhile. */
+    if (len && (!data || fwrite(data, 1, len, stdout) != len || fflush(stdout) != 0)) {
         finish(cl, STATUS_ERROR, "cannot write the reply to stdout");
         return;
     }

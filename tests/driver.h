@@ -42,7 +42,8 @@ static const char *bindir;
 
 /* Everything the emergency handler must undo; written only outside it. */
 static volatile sig_atomic_t live_pid = -1;
-static int merge_stderr; /* the next spawn also sends the child's stderr into the pipe */
+static int merge_stderr;    /* the next spawn also sends the child's stderr into the pipe */
+static rlim_t child_nofile; /* the next spawn runs with this RLIMIT_NOFILE (0: ours) */
 /* Scratch paths the emergency handler removes (test_examples' FIFO). */
 static char tmp_dir[64];
 static char fifo_path[128];
@@ -188,6 +189,16 @@ static void exec_child(char **argv, int out_fd)
     dup2(out_fd, 1);
     if (merge_stderr) dup2(out_fd, 2);
     if (out_fd != 1 && out_fd != 2) close(out_fd);
+    if (child_nofile) {
+        struct rlimit rl;
+
+        /* The soft limit, as `ulimit -Sn` sets it: the one accept runs into
+           (EMFILE). The hard limit stays, so this needs no privilege. */
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+            rl.rlim_cur = child_nofile;
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
+    }
     /* exec keeps ignored signals ignored and blocked ones blocked: give the
        example a normal start. */
     signal(SIGPIPE, SIG_DFL);

@@ -8,6 +8,11 @@
    stop it (SIGTERM or SIGINT, then SIGKILL after a timeout) and reap it.
    Needs nothing but a C compiler: no python, nc or curl.
 
+   rot13_server and echo_server also run with a low file descriptor limit
+   and more clients than it allows: they must pause accepting rather than
+   spin (CPU time from /proc/PID/stat) or flood stderr, and accept again
+   once clients leave.
+
    Each check prints "ok   NAME" or "FAIL NAME: REASON"; the last line is
    "examples: N passed, N failed" and the exit status is 1 on any failure.
    No child process or file survives the run, whichever way it ends: every
@@ -170,6 +175,144 @@ static void test_echo(void)
     report("echo_server closes an idle connection after 1 s", check_idle_close(&c, port));
     report("echo_server activity restarts the idle timeout", check_idle_reset(&c, port));
     finish_child(&c, SIGTERM, "echo_server exits 0 on SIGTERM", "got SIGTERM, shutting down");
+}
+
+/*== OUT OF FILE DESCRIPTORS ==*/
+
+/* The raw-event servers accept on a level-triggered event. When accept fails
+   with EMFILE the waiting client stays queued and the listener stays
+   readable, so a server that simply retries spins at full CPU and prints an
+   error per try; these servers must pause accepting instead. Each runs here
+   with a soft RLIMIT_NOFILE of FD_LIMIT (room for about ten clients beside
+   its own half dozen descriptors) and gets FD_CLIENTS clients at once. */
+#define FD_LIMIT        16
+#define FD_CLIENTS      24
+#define FD_WATCH_MS     1000
+#define FD_MAX_CPU_MS   200 /* over FD_WATCH_MS; a spinning server uses most of it */
+#define FD_MAX_MESSAGES 5   /* "accept:" lines over FD_WATCH_MS; spinning prints thousands */
+
+/* CPU time (user + system) the process has used so far, in ms; -1 if /proc
+   cannot tell (not Linux). */
+static double cpu_ms(pid_t pid)
+{
+    char path[64], buf[1024], *p;
+    unsigned long utime, stime;
+    size_t n;
+    FILE *f;
+
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    f = fopen(path, "r");
+    if (!f) return -1;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* Fields 14 and 15, counted after the command name, which is in
+       parentheses and may itself hold spaces and parentheses. */
+    p = strrchr(buf, ')');
+    if (!p ||
+        sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
+        return -1;
+    return (double)(utime + stime) * 1000.0 / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Sends line and expects reply back within timeout_ms. */
+static int check_exchange(int fd, const char *line, const char *reply, int timeout_ms)
+{
+    char got[64];
+    size_t n;
+
+    if (send_all(fd, line, strlen(line)) < 0) return -1;
+    if (recv_some(fd, got, strlen(reply), &n, timeout_ms) < 0) return -1;
+    return compare_bytes("reply", got, n, reply, strlen(reply));
+}
+
+/* Reads the server's output (stdout and stderr) for ms, counting the lines
+   about accept failing; *cpu gets the CPU time it used meanwhile (-1: unknown). */
+static int count_accept_messages(struct child *c, int ms, double *cpu)
+{
+    double before = cpu_ms(c->pid), deadline = now_ms() + ms;
+    char line[1024];
+    int count = 0, left;
+
+    while ((left = (int)(deadline - now_ms())) > 0 && read_line(c, line, sizeof line, left) == 1)
+        if (strstr(line, "accept:")) count++;
+    *cpu = before < 0 ? -1 : cpu_ms(c->pid) - before;
+    return count;
+}
+
+/* While out of descriptors: the first client (accepted before they ran out)
+   is still served, the server stays nearly idle and says so once or a few
+   times, not once per try. */
+static int check_fd_pause(struct child *c, int first_fd, const char *line, const char *reply)
+{
+    double cpu;
+    int messages;
+
+    if (check_exchange(first_fd, line, reply, 2000) < 0)
+        return why("the first client, while out of descriptors: %s", reason);
+    messages = count_accept_messages(c, FD_WATCH_MS, &cpu);
+    if (messages == 0) return why("no \"accept:\" message: did the server run out of descriptors?");
+    if (messages > FD_MAX_MESSAGES)
+        return why("%d \"accept:\" messages in %d ms, want at most %d", messages, FD_WATCH_MS,
+                   FD_MAX_MESSAGES);
+    /* A wrapper (valgrind...) adds CPU time of its own: judge only plain runs. */
+    if (cpu > FD_MAX_CPU_MS && !getenv("EXAMPLES_WRAPPER"))
+        return why("used %.0f ms of CPU in %d ms while out of descriptors, want at most %d", cpu,
+                   FD_WATCH_MS, FD_MAX_CPU_MS);
+    if (cpu < 0) note("no /proc/PID/stat: CPU time not checked");
+    return 0;
+}
+
+/* Opens FD_CLIENTS clients (connect succeeds from the listen backlog even when
+   the server cannot accept), checks the pause, closes them all, and checks
+   that the server accepts and serves a new client again. */
+static int check_fd_exhaustion(struct child *c, const char *name, int port, const char *line,
+                               const char *reply)
+{
+    char want[64];
+    int fds[FD_CLIENTS], i, n = 0, rc = 0;
+
+    for (i = 0; rc == 0 && i < FD_CLIENTS; i++)
+        if ((fds[n] = connect_local(port, 0)) < 0)
+            rc = why("client %d: %s", i, reason);
+        else
+            n++;
+    if (rc == 0) rc = check_fd_pause(c, fds[0], line, reply);
+    for (i = 0; i < n; i++) close(fds[i]);
+    if (rc < 0) return rc;
+    /* Closing the clients frees the server's descriptors; the next retry
+       (100 ms later) takes the closed ones from the backlog, then this one. */
+    fds[0] = connect_local(port, 0);
+    if (fds[0] < 0) return -1;
+    rc = check_exchange(fds[0], line, reply, 3000);
+    close(fds[0]);
+    if (rc < 0) return why("a new client after the others left: %s", reason);
+    snprintf(want, sizeof want, "%s: accepting new connections again", name);
+    return skip_to_line(c, want, 2000);
+}
+
+/* Starts name (with extra arguments after the port) under the low fd limit,
+   its stderr in the pipe too, and runs the check. */
+static void test_fd_exhaustion(const char *name, const char *extra, const char *line,
+                               const char *reply)
+{
+    struct child c;
+    char title[160], stop_title[96];
+    int rc, port = 0;
+
+    child_nofile = FD_LIMIT;
+    merge_stderr = 1;
+    rc = start_server_on_some_port(&c, name, &port, extra);
+    child_nofile = 0;
+    merge_stderr = 0;
+    snprintf(title, sizeof title,
+             "%s out of descriptors (%d clients, fd limit %d): pauses accepting, little CPU, "
+             "few messages, then accepts again",
+             name, FD_CLIENTS, FD_LIMIT);
+    if (rc == 0) rc = check_fd_exhaustion(&c, name, port, line, reply);
+    report(title, rc);
+    snprintf(stop_title, sizeof stop_title, "%s (fd limit %d) exits 0 on SIGTERM", name, FD_LIMIT);
+    if (c.pid > 0) finish_child(&c, SIGTERM, stop_title, "got SIGTERM, shutting down");
 }
 
 /*== FIFO READER ==*/
@@ -369,6 +512,8 @@ int main(int argc, char **argv)
     install_emergency_handlers();
     test_rot13();
     test_echo();
+    test_fd_exhaustion("rot13_server", NULL, "Hello\n", "Uryyb\n");
+    test_fd_exhaustion("echo_server", "10", "Hello\n", "Hello\n"); /* idle timeout 10 s */
     test_fifo();
     test_timers();
     test_signals();

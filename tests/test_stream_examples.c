@@ -17,9 +17,10 @@
    STREAM_EXAMPLES_RSS_MB; sanitizer builds need more); chat_server broadcast,
    a stalled client disconnected while the others keep receiving, four
    clients talking at once in random pieces; http_hello
-   pipelining, keep-alive, 400, 431, HTTP/1.0, 60 random request streams
-   (bodies, HEAD, POST, blank lines, a closing or malformed last request)
-   sent in random pieces, and with -t 2 (two threads,
+   pipelining, keep-alive, 400, 431, HTTP/1.0, the Host header rules, 60
+   random request streams (bodies, HEAD, POST, blank lines, a closing or
+   malformed last request) sent in random pieces, the cap on lingering after
+   an error answer (with -l 1), and with -t 2 (two threads,
    SO_REUSEPORT) 40 concurrent pipelining keep-alive connections and the same
    checks; tcp_client reply, refused,
    timed out, reset; threaded_server in both modes with 100 clients.
@@ -766,7 +767,7 @@ static int check_http_pipelined(int port)
     if (rc == 0 && (sleep_ms(50), 1)) rc = send_all(h->fd, "\n\r\n", 3);
     if (rc == 0) rc = http_expect_hello(h, 0, &rs);
     /* Connection: close ends it after the answer. */
-    if (rc == 0) rc = send_all(h->fd, "GET / HTTP/1.1\r\nConnection: close\r\n\r\n", 37);
+    if (rc == 0) rc = send_all(h->fd, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 46);
     if (rc == 0) rc = http_expect_hello(h, 0, &rs);
     if (rc == 0 && !rs.close) rc = why("no Connection: close in the last answer");
     if (rc == 0) rc = http_expect_eof(h);
@@ -851,6 +852,77 @@ static int check_http10(int port)
     return rc;
 }
 
+/* RFC 9112, 3.2: an HTTP/1.1 request needs exactly one Host header, and no
+   request may have two (400, then close); HTTP/1.0 may go without. */
+static int check_http_host(int port)
+{
+    static const char none[] = "GET / HTTP/1.1\r\nAccept: */*\r\n\r\n";
+    static const char two[] = "GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nhost: b\r\n\r\n";
+    static const char two_10[] = "GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n";
+    static const char none_10[] = "GET / HTTP/1.0\r\nAccept: */*\r\n\r\n";
+    static const char upper[] = "GET / HTTP/1.1\r\nHOST: x\r\nConnection: close\r\n\r\n";
+
+    if (check_http_status(port, none, sizeof none - 1, 400) < 0)
+        return why("HTTP/1.1 without Host: %s", reason);
+    if (check_http_status(port, two, sizeof two - 1, 400) < 0)
+        return why("HTTP/1.1 with two Host headers: %s", reason);
+    if (check_http_status(port, two_10, sizeof two_10 - 1, 400) < 0)
+        return why("HTTP/1.0 with two Host headers: %s", reason);
+    /* 200s that close: HTTP/1.0 by default, the other with Connection: close. */
+    if (check_http_status(port, none_10, sizeof none_10 - 1, 200) < 0)
+        return why("HTTP/1.0 without Host: %s", reason);
+    if (check_http_status(port, upper, sizeof upper - 1, 200) < 0)
+        return why("\"HOST: x\" (names are case-insensitive): %s", reason);
+    return 0;
+}
+
+/* Sends a byte every 200 ms until a send fails because the server closed
+   the connection (its kernel answers our bytes with a reset), for at most
+   give_up_ms. Returns the milliseconds that took, or -1 with reason set. */
+static double trickle_until_closed(int fd, int give_up_ms)
+{
+    double start = now_ms();
+
+    while (now_ms() - start < give_up_ms) {
+        if (send(fd, "x", 1, 0) < 0) {
+            if (errno == ECONNRESET || errno == EPIPE) return now_ms() - start;
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                return why("send: %s", strerror(errno));
+        }
+        sleep_ms(200);
+    }
+    return why("still open after %d ms of sending a byte every 200 ms", give_up_ms);
+}
+
+/* After an error answer http_hello lingers: it shuts down its sending side
+   (we see EOF after the 400) and discards what we still send, until we are
+   quiet for 2 s (LINGER_SECONDS) or the linger lasted -l seconds in all. A
+   byte every 200 ms keeps restarting the 2 s read timeout, so only the total
+   cap can end this one: with -l 1 the connection must go within about 1 s. */
+static int check_http_linger_cap(int port)
+{
+    static const char bad[] = "BAD\r\n\r\n";
+    struct http_response rs;
+    struct http_conn *h = malloc(sizeof *h);
+    double ms = 0;
+    int rc;
+
+    if (!h) return why("out of memory");
+    rc = http_open(h, port);
+    if (rc == 0) rc = send_all(h->fd, bad, sizeof bad - 1);
+    if (rc == 0) rc = http_read(h, 0, &rs);
+    if (rc == 0 && rs.status != 400) rc = why("status %d, want 400", rs.status);
+    if (rc == 0) rc = http_expect_eof(h); /* the server shut down its side: lingering began */
+    if (rc == 0) ms = trickle_until_closed(h->fd, 4000);
+    if (rc == 0 && ms < 0) rc = -1;
+    /* The cap is 1 s; noticing the close takes up to two sends (400 ms) more. */
+    if (rc == 0 && (ms < 700 || ms > 3000))
+        rc = why("closed %.0f ms into the linger, want 700 .. 3000 ms", ms);
+    if (h->fd >= 0) close(h->fd);
+    free(h);
+    return rc;
+}
+
 /* Threads of a running process, from /proc (0 if it cannot tell). */
 static int thread_count(pid_t pid)
 {
@@ -886,16 +958,21 @@ static size_t http_rand_bytes(unsigned *seed, char *out, size_t n, const char *s
 
 /* Appends one random request to out and says what it must get. Only the
    last request of a stream may end the connection (Connection: close, a
-   malformed request, chunked encoding). */
+   malformed request, chunked encoding). Every HTTP/1.1 request has exactly
+   one Host header, somewhere among the others; an HTTP/1.0 one at most one. */
 static size_t http_rand_request(unsigned *seed, char *out, int last, struct http_want *w)
 {
-    static const char *const names[] = {"Host", "User-Agent", "Accept", "X-Long-Header-Name",
+    static const char *const names[] = {"User-Agent", "Accept", "X-Long-Header-Name",
                                         "Cache-Control"};
     static const char *const bad[] = {"GET / HTTP/1.1\r\nno colon\r\n\r\n",
-                                      "GET  / HTTP/1.1\r\n\r\n", "GET / HTTP/1.1\nHost: x\n\n",
-                                      "GET / HTTP/2.0\r\n\r\n", "G@T / HTTP/1.1\r\n\r\n"};
+                                      "GET  / HTTP/1.1\r\n\r\n",
+                                      "GET / HTTP/1.1\nHost: x\n\n",
+                                      "GET / HTTP/2.0\r\n\r\n",
+                                      "G@T / HTTP/1.1\r\nHost: x\r\n\r\n",
+                                      "GET / HTTP/1.1\r\nAccept: */*\r\n\r\n",
+                                      "GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n"};
     static const char value_chars[] = "abcXYZ019 \t;,=/.-";
-    unsigned kind = driver_rand(seed, last ? 10 : 7), i, nh = driver_rand(seed, 4);
+    unsigned kind = driver_rand(seed, last ? 10 : 7), i, nh = driver_rand(seed, 4), host_at;
     size_t n = 0, body = 0;
     int ten = kind < 7 && driver_rand(seed, 6) == 0; /* HTTP/1.0 that asks for keep-alive */
 
@@ -914,7 +991,15 @@ static size_t http_rand_request(unsigned *seed, char *out, int last, struct http
     n += http_rand_bytes(seed, out + n, driver_rand(seed, 20), "abc/?=&%09");
     n += (size_t)sprintf(out + n, " HTTP/1.%d\r\n", ten ? 0 : 1);
     if (ten) n += (size_t)sprintf(out + n, "connection: Keep-Alive\r\n");
-    for (i = 0; i < nh; i++) {
+    /* Host goes before header host_at (nh: after them all, nh + 1: nowhere). */
+    host_at = driver_rand(seed, ten ? nh + 2 : nh + 1);
+    for (i = 0; i <= nh; i++) {
+        if (i == host_at) {
+            n += (size_t)sprintf(out + n, "%s:", driver_rand(seed, 2) ? "Host" : "host");
+            n += http_rand_bytes(seed, out + n, driver_rand(seed, 20), value_chars);
+            n += (size_t)sprintf(out + n, "\r\n");
+        }
+        if (i == nh) break;
         n +=
             (size_t)sprintf(out + n, "%s:", names[driver_rand(seed, sizeof names / sizeof *names)]);
         n += http_rand_bytes(seed, out + n, driver_rand(seed, 40), value_chars);
@@ -1025,6 +1110,7 @@ static int check_http_many(int port, int nconn, int rounds, int batch)
 static void test_http(void)
 {
     static const char *const two_threads[] = {"-t", "2", NULL};
+    static const char *const short_linger[] = {"-l", "1", NULL};
     struct child c;
     int port = 0, n;
 
@@ -1035,9 +1121,20 @@ static void test_http(void)
     report("http_hello 400 for malformed requests, then close", check_http_400(port));
     report("http_hello 431 for a 64 KiB header, then close", check_http_431(port));
     report("http_hello HTTP/1.0 closes, HTTP/1.0 keep-alive stays open", check_http10(port));
+    report("http_hello 400 for HTTP/1.1 without Host and for two Host headers; HTTP/1.0 without "
+           "Host gets 200",
+           check_http_host(port));
     report("http_hello answers 60 random pipelined streams sent in random pieces, in order",
            check_http_random_splits(port, 60));
     stop_reported(&c, "http_hello");
+
+    /* A short total linger time, so the check does not wait the default 30 s. */
+    port = 0;
+    if (start_reported(&c, "http_hello", &port, short_linger) < 0) return;
+    report("http_hello -l 1 ends the linger after a 400 within the cap, though the client keeps "
+           "sending",
+           check_http_linger_cap(port));
+    stop_reported(&c, "http_hello -l 1");
 
     /* One loop per thread, each with its own SO_REUSEPORT listener. */
     port = 0;
