@@ -500,7 +500,7 @@ EVLOOP_DEF int evloop_socketpair(int family, int type, int protocol, evloop_sock
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#ifndef EVLOOP_NO_SIGNALS
+#if !defined(EVLOOP_NO_SIGNALS) || !defined(EVLOOP_NO_STREAMS)
 #include <signal.h>
 #endif
 #ifndef EVLOOP_NO_THREADS
@@ -731,6 +731,10 @@ struct evloop {
     evloop_event *running;
     evloop__once *onces;
     unsigned char in_run, wall_ok, time_stale;
+    /* An exit asked while no run was in progress, or from another thread:
+       monotonic ns, -1 if none. The loop's thread takes it (under lock, with
+       threads) when its run starts, or from a post; see evloop_exit. */
+    int64_t exit_at;
     unsigned got_exit, got_break; /* written from other threads: atomics */
     int wake_rd, wake_wr;         /* wakeup descriptor(s); equal for an eventfd */
     evloop_event wake_ev, exit_ev;
@@ -744,7 +748,6 @@ struct evloop {
     unsigned post_head;  /* next ring position to run */
     evloop__post *batch; /* overflow taken from the posters, being run */
     int nbatch, batch_pos, batch_cap;
-    int64_t exit_delay; /* the earliest delayed exit asked from another thread; -1: none */
     /* The posters' side. Every post writes here, so it sits between two
        cache lines of padding: sharing a line with fields the loop writes in
        every round (time_stale, nactive, ...) would move that line between
@@ -928,6 +931,18 @@ static void evloop__ns_to_tv(int64_t ns, struct timeval *tv)
 }
 
 /* Both setters skip the second call when the flag is there already. */
+#if !defined(EVLOOP_NO_SIGNALS) || !defined(EVLOOP_NO_STREAMS)
+/* This thread's signal mask (the process's, built without threads). */
+static void evloop__sigmask(int how, const sigset_t *set, sigset_t *old)
+{
+#ifndef EVLOOP_NO_THREADS
+    pthread_sigmask(how, set, old);
+#else
+    sigprocmask(how, set, old);
+#endif
+}
+#endif
+
 EVLOOP__MAYBE_UNUSED static int evloop__set_cloexec(int fd)
 {
     int fl = fcntl(fd, F_GETFD);
@@ -1430,9 +1445,13 @@ static void evloop__epoll_rebuild(evloop *loop)
 {
     int fd, epfd = epoll_create1(EPOLL_CLOEXEC);
     loop->be.stale = 0;
-    if (epfd < 0) return; /* keep the old set: the next such report tries again */
+    if (epfd < 0 && errno != EMFILE && errno != ENFILE) return; /* the next report tries again */
+    /* Out of descriptors: the old set goes first and the new one takes its
+       slot (the old one, kept, would end every wait at once with its stale
+       report). Should another thread take the slot meanwhile, waits fail. */
     close(loop->be.epfd);
-    loop->be.epfd = epfd;
+    loop->be.epfd = epfd >= 0 ? epfd : epoll_create1(EPOLL_CLOEXEC);
+    if (loop->be.epfd < 0) return;
     for (fd = 0; fd < loop->nfds; fd++) {
         evloop__fdinfo *fi = &loop->fds[fd];
         if (fi->kmask && evloop__be_change(loop, fd, 0, fi->kmask) < 0) fi->kmask = 0;
@@ -1522,7 +1541,11 @@ static int evloop__kq_filter(evloop *loop, int fd, int filter, unsigned old, uns
 {
     int had = (old & want_bits) != 0, wants = (mask & want_bits) != 0;
     int clear = evloop__kq_clear(filter, mask), stale = (old & EVLOOP__KMASK_STALE) != 0;
-    if (wants && (!had || clear != evloop__kq_clear(filter, old) || stale))
+    int mode_changed = had && clear != evloop__kq_clear(filter, old);
+    /* EV_ADD to a knote that exists keeps its EV_CLEAR: a change of mode
+       deletes it first (an error for a knote already gone is ignored). */
+    if (wants && mode_changed && evloop__kq_push(loop, fd, filter, EV_DELETE) < 0) return -1;
+    if (wants && (!had || mode_changed || stale))
         return evloop__kq_push(loop, fd, filter, EV_ADD | EV_ENABLE | (clear ? EV_CLEAR : 0));
     /* Deleting only what we added: a failed change makes kevent return at
        once with nothing but the error. */
@@ -2016,15 +2039,23 @@ static void evloop__sig_stop(evloop *loop, evloop_event *ev)
    wakes the new one. */
 static void evloop__sig_rewire(evloop *loop)
 {
+    sigset_t all, old;
+    sig_atomic_t self = (sig_atomic_t)getpid();
     int sig;
+    /* Blocked meanwhile, so a signal caught between the look at its flag
+       and the clearing of the parent's is not cleared with it: it arrives
+       after, and finds the new descriptor. */
+    sigfillset(&all);
+    evloop__sigmask(SIG_BLOCK, &all, &old);
     for (sig = 1; sig < EVLOOP__NSIG; sig++) {
         if (!loop->sigs[sig].n) continue;
         evloop__sig_wakefd[sig] = loop->wake_wr + 1;
-        if (evloop__sig_caught[sig] != (sig_atomic_t)getpid())
+        if (evloop__sig_caught[sig] != self)
             evloop__sig_caught[sig] = 0;
         else
             evloop__wake_fd(loop->wake_wr);
     }
+    evloop__sigmask(SIG_SETMASK, &old, NULL);
 }
 #endif
 
@@ -2199,11 +2230,13 @@ static void evloop__timers_expire(evloop *loop)
 /* Run the queued callbacks of the most important non-empty priority, the
    ones queued before we started: anything they activate waits a round. A
    callback that activates a more important event ends the round early, so
-   that event runs before the rest of this priority (as in libevent). */
-static int evloop__run_active(evloop *loop)
+   that event runs before the rest of this priority (as in libevent); *cut
+   tells. */
+static int evloop__run_active(evloop *loop, int *cut)
 {
     evloop__queue *q;
     int i, n, ran = 0;
+    *cut = 0;
     if (!loop->nactive) return 0;
     for (q = loop->active; !q->n; q++) continue;
     n = q->n;
@@ -2227,6 +2260,7 @@ static int evloop__run_active(evloop *loop)
         ran++;
     }
     loop->running = NULL;
+    *cut = loop->run_prio < 0;
     loop->run_prio = 0;
     evloop__queue_shift(q, i);
     return ran;
@@ -2376,27 +2410,47 @@ static int64_t evloop__wait_time(evloop *loop, int flags)
     return d < 0 ? 0 : d;
 }
 
-static void evloop__set_running(evloop *loop, int on)
+/* loop->lock guards what other threads may look at: in_run, owner, exit_at. */
+static void evloop__lock(evloop *loop)
 {
 #ifndef EVLOOP_NO_THREADS
     pthread_mutex_lock(&loop->lock);
-    loop->owner = pthread_self();
-    loop->in_run = (unsigned char)on;
-    pthread_mutex_unlock(&loop->lock);
 #else
-    loop->in_run = (unsigned char)on;
+    (void)loop;
 #endif
 }
 
-/* 0: no run in progress; 1: a run in this thread; 2: in another thread. */
-static int evloop__run_state(evloop *loop)
+static void evloop__unlock(evloop *loop)
 {
 #ifndef EVLOOP_NO_THREADS
-    int state;
-    pthread_mutex_lock(&loop->lock);
-    state = !loop->in_run ? 0 : pthread_equal(loop->owner, pthread_self()) ? 1 : 2;
     pthread_mutex_unlock(&loop->lock);
-    return state;
+#else
+    (void)loop;
+#endif
+}
+
+/* A run starts afresh: exit and break asked before it are spent (an exit
+   asked with no run in progress waits in exit_at instead). */
+static void evloop__set_running(evloop *loop, int on)
+{
+    evloop__lock(loop);
+#ifndef EVLOOP_NO_THREADS
+    loop->owner = pthread_self();
+#endif
+    loop->in_run = (unsigned char)on;
+    if (on) {
+        evloop__store(&loop->got_exit, 0);
+        evloop__store(&loop->got_break, 0);
+    }
+    evloop__unlock(loop);
+}
+
+/* 0: no run in progress; 1: a run in this thread; 2: in another thread.
+   With loop->lock held. */
+static int evloop__run_state(const evloop *loop)
+{
+#ifndef EVLOOP_NO_THREADS
+    return !loop->in_run ? 0 : pthread_equal(loop->owner, pthread_self()) ? 1 : 2;
 #else
     return loop->in_run;
 #endif
@@ -2406,7 +2460,11 @@ static int evloop__run_state(evloop *loop)
 static void evloop__wake_other(evloop *loop)
 {
 #ifndef EVLOOP_NO_THREADS
-    if (evloop__run_state(loop) == 2) evloop__wake(loop);
+    int state;
+    evloop__lock(loop);
+    state = evloop__run_state(loop);
+    evloop__unlock(loop);
+    if (state == 2) evloop__wake(loop);
 #else
     (void)loop;
 #endif
@@ -2425,9 +2483,9 @@ static void evloop__exit_cb(evloop_socket_t fd, short what, void *arg)
 
 /* Of several delayed exits the earliest counts: a later, longer one must
    not put off the one already due (as with libevent's loopexit). */
-static int evloop__schedule_exit(evloop *loop, int64_t delay)
+/* Exit at monotonic time `at` (the earliest of several counts). */
+static int evloop__schedule_exit(evloop *loop, int64_t at)
 {
-    int64_t at = evloop__now(loop) + delay;
     if (loop->exit_ev.timer_idx >= 0) {
         if (loop->heap[loop->exit_ev.timer_idx].at <= at) return 0;
         evloop__heap_remove(loop, &loop->exit_ev);
@@ -2439,16 +2497,22 @@ static int evloop__schedule_exit(evloop *loop, int64_t delay)
     return 0;
 }
 
+/* On the loop's thread: schedule the exit left in exit_at. Without room for
+   its timer the run ends now rather than never. */
+static void evloop__take_exit(evloop *loop)
+{
+    int64_t at;
+    evloop__lock(loop);
+    at = loop->exit_at;
+    loop->exit_at = -1; /* taken: a second look finds nothing */
+    evloop__unlock(loop);
+    if (at >= 0 && evloop__schedule_exit(loop, at) < 0) evloop__store(&loop->got_exit, 1);
+}
+
 #ifndef EVLOOP_NO_THREADS
 static void evloop__exit_posted(void *arg)
 {
-    evloop *loop = (evloop *)arg;
-    int64_t delay;
-    pthread_mutex_lock(&loop->lock);
-    delay = loop->exit_delay;
-    loop->exit_delay = -1; /* taken: a second post finds nothing */
-    pthread_mutex_unlock(&loop->lock);
-    if (delay >= 0) evloop__schedule_exit(loop, delay);
+    evloop__take_exit((evloop *)arg);
 }
 #endif
 
@@ -2561,9 +2625,7 @@ EVLOOP__API evloop *evloop_new(void)
     memset(loop, 0, sizeof *loop);
     loop->wake_rd = loop->wake_wr = -1;
     loop->npri = 1;
-#ifndef EVLOOP_NO_THREADS
-    loop->exit_delay = -1;
-#endif
+    loop->exit_at = -1;
     evloop__init_internal(loop, &loop->exit_ev, evloop__exit_cb, loop);
     evloop__update_time(loop);
     loop->time_stale = 1; /* timers added before the first run read the clock again */
@@ -2680,11 +2742,10 @@ EVLOOP__API int evloop_run(evloop *loop, int flags)
         return evloop__fail(EINVAL);
     if (loop->in_run) return evloop__fail(EBUSY);
     evloop__set_running(loop, 1);
-    evloop__store(&loop->got_exit, 0);
-    evloop__store(&loop->got_break, 0);
     loop->time_stale = 1;
+    evloop__take_exit(loop);
     for (;;) {
-        int ran;
+        int ran, cut;
         if (evloop__load(&loop->got_exit) || evloop__load(&loop->got_break)) {
             rc = 0;
             break;
@@ -2701,11 +2762,13 @@ EVLOOP__API int evloop_run(evloop *loop, int flags)
         }
         evloop__timers_expire(loop);
         ran = evloop__run_posted(loop);
-        ran += evloop__run_active(loop);
-        /* NONBLOCK: until nothing is active, or a round for each priority,
-           so callbacks that keep activating events cannot hold it forever. */
+        ran += evloop__run_active(loop, &cut);
+        /* NONBLOCK: until nothing is active, or as many whole rounds as there
+           are priorities, so callbacks that keep activating events cannot
+           hold it forever. A round cut short (a more important event was
+           activated) does not count: what it left is what was ready. */
         if (((flags & EVLOOP_ONCE) && ran && !loop->nactive) ||
-            ((flags & EVLOOP_NONBLOCK) && (!loop->nactive || ++rounds >= loop->npri))) {
+            ((flags & EVLOOP_NONBLOCK) && (!loop->nactive || (!cut && ++rounds >= loop->npri)))) {
             rc = 0;
             break;
         }
@@ -2725,25 +2788,26 @@ EVLOOP__API int evloop_exit(evloop *loop, const struct timeval *delay)
     int64_t ns;
     int state;
     if (!loop || (delay && !evloop__tv_valid(delay))) return evloop__fail(EINVAL);
-    state = evloop__run_state(loop);
-    if (!delay && state) { /* the run ends after this round */
-        evloop__store(&loop->got_exit, 1);
-        evloop__wake_other(loop);
-        return 0;
-    }
-    /* With no run in progress, NULL is a zero delay: the next run ends after
-       its first round (libevent's loopexit is a zero-timeout event too). */
     ns = delay ? evloop__tv_to_ns(delay) : 0;
-#ifndef EVLOOP_NO_THREADS
-    if (state == 2) {
-        /* The timer heap belongs to the loop's thread: let it do the add. */
-        pthread_mutex_lock(&loop->lock);
-        if (loop->exit_delay < 0 || ns < loop->exit_delay) loop->exit_delay = ns;
-        pthread_mutex_unlock(&loop->lock);
-        return evloop_post(loop, evloop__exit_posted, loop);
+    evloop__lock(loop);
+    state = evloop__run_state(loop);
+    if (!delay && state) {
+        evloop__store(&loop->got_exit, 1); /* the run ends after this round */
+    } else if (state != 1) {
+        /* The timer heap belongs to the thread that runs the loop: it takes
+           this when its run starts, or from the post below. With no run in
+           progress NULL is a zero delay: the next run ends after its first
+           round (libevent's loopexit is a zero-timeout event too). */
+        int64_t at = delay ? evloop__clock(CLOCK_MONOTONIC) + ns : 0;
+        if (loop->exit_at < 0 || at < loop->exit_at) loop->exit_at = at;
     }
+    evloop__unlock(loop);
+    if (state == 1) return delay ? evloop__schedule_exit(loop, evloop__now(loop) + ns) : 0;
+#ifndef EVLOOP_NO_THREADS
+    if (state == 2 && delay) return evloop_post(loop, evloop__exit_posted, loop);
+    if (state == 2) evloop__wake(loop);
 #endif
-    return evloop__schedule_exit(loop, ns);
+    return 0;
 }
 
 EVLOOP__API int evloop_break(evloop *loop)
@@ -3291,7 +3355,6 @@ EVLOOP__API int evloop_event_get_priority(const evloop_event *ev)
    ordinary events (read and write) on its socket, a listener one event and a
    timer. Nothing below reaches into the loop's private state. */
 
-#include <signal.h>
 #include <stdarg.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -3684,22 +3747,14 @@ static ssize_t evloop__writev_quiet(int fd, struct iovec *iov, int niov)
     sigemptyset(&pipe_only);
     sigaddset(&pipe_only, SIGPIPE);
     had = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
-#ifndef EVLOOP_NO_THREADS
-    pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
-#else
-    sigprocmask(SIG_BLOCK, &pipe_only, &old);
-#endif
+    evloop__sigmask(SIG_BLOCK, &pipe_only, &old);
     do r = writev(fd, iov, niov);
     while (r < 0 && errno == EINTR);
     err = errno;
     if (r < 0 && err == EPIPE && !had && sigpending(&pending) == 0 &&
         sigismember(&pending, SIGPIPE))
         sigwait(&pipe_only, &sig);
-#ifndef EVLOOP_NO_THREADS
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-#else
-    sigprocmask(SIG_SETMASK, &old, NULL);
-#endif
+    evloop__sigmask(SIG_SETMASK, &old, NULL);
     errno = err;
     return r;
 }

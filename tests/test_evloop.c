@@ -5536,6 +5536,160 @@ TEST(mixing_edge_and_level_events_on_one_fd_is_refused)
     close_pair(p);
 }
 
+/* evloop_exit(loop, NULL) from another thread while the loop's thread is
+   starting its run: the exit is never lost, and the exiting thread never
+   touches the loop's timers (its allocations are slowed here so that a run
+   starts in the middle of anything evloop_exit would allocate). */
+typedef struct exit_racer {
+    evloop *loop;
+    int rc;
+} exit_racer;
+
+static void *exit_racer_main(void *arg)
+{
+    exit_racer *x = (exit_racer *)arg;
+    set_alloc_slow(1);
+    x->rc = evloop_exit(x->loop, NULL);
+    set_alloc_slow(0);
+    return NULL;
+}
+
+TEST(exit_null_from_other_thread_as_run_starts_is_not_lost)
+{
+    evloop *loop = new_loop();
+    evloop_event rd;
+    exit_racer x;
+    pthread_t th;
+    int p[2];
+    make_pair(p);
+    REQUIRE(evloop_event_assign(&rd, loop, p[0], EVLOOP_READ | EVLOOP_PERSIST, never_cb, NULL) ==
+            0);
+    REQUIRE(evloop_event_add(&rd, NULL) == 0);
+    x.loop = loop;
+    x.rc = -2;
+    REQUIRE(pthread_create(&th, NULL, exit_racer_main, &x) == 0);
+    sleep_ms(100);
+    CHECK_EQ_INT(evloop_run(loop, 0), 0); /* the harness's time limit ends a lost exit */
+    REQUIRE(pthread_join(th, NULL) == 0);
+    CHECK_EQ_INT(x.rc, 0);
+    evloop_free(loop);
+    close_pair(p);
+}
+
+/* EVLOOP_NONBLOCK runs what was ready even when a callback cuts a round
+   short by activating a more important event. */
+static evloop_event nb_a, nb_b, nb_c;
+static int nb_ran[3];
+
+static void nb_cb(evloop_socket_t fd, short what, void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    (void)fd;
+    (void)what;
+    nb_ran[i]++;
+    if (i == 0) evloop_event_active(&nb_c, EVLOOP_TIMEOUT, 1);
+}
+
+TEST(nonblock_runs_ready_events_after_a_cut_round)
+{
+    evloop *loop = new_loop();
+    memset(nb_ran, 0, sizeof nb_ran);
+    REQUIRE(evloop_priority_init(loop, 2) == 0);
+    REQUIRE(evloop_timer_assign(&nb_a, loop, nb_cb, (void *)(intptr_t)0) == 0);
+    REQUIRE(evloop_timer_assign(&nb_b, loop, nb_cb, (void *)(intptr_t)1) == 0);
+    REQUIRE(evloop_timer_assign(&nb_c, loop, nb_cb, (void *)(intptr_t)2) == 0);
+    REQUIRE(evloop_event_priority_set(&nb_a, 1) == 0);
+    REQUIRE(evloop_event_priority_set(&nb_b, 1) == 0);
+    REQUIRE(evloop_event_priority_set(&nb_c, 0) == 0);
+    evloop_event_active(&nb_a, EVLOOP_TIMEOUT, 1);
+    evloop_event_active(&nb_b, EVLOOP_TIMEOUT, 1);
+    CHECK_EQ_INT(evloop_run(loop, EVLOOP_NONBLOCK), 0);
+    CHECK_EQ_INT(nb_ran[0], 1);
+    CHECK_EQ_INT(nb_ran[1], 1);
+    CHECK_EQ_INT(nb_ran[2], 1);
+    evloop_free(loop);
+}
+
+/* A CLOSED-only event on an fd turns its read filter edge-triggered
+   (kqueue); a level-triggered reader added later must still get every byte,
+   and once the reader is gone the CLOSED-only event must not spin. The
+   kqueue emulation keeps a knote's EV_CLEAR across EV_ADD, as BSD does. */
+static void read_one_cb(evloop_socket_t fd, short what, void *arg)
+{
+    char ch;
+    (void)what;
+    if (read(fd, &ch, 1) == 1) ((counter *)arg)->n++;
+}
+
+TEST(closed_only_watcher_and_level_reader_share_an_fd)
+{
+    evloop *loop = new_loop();
+    evloop_event closed, rd, t;
+    counter c, rc;
+    struct timeval t200 = tv_ms(200), t300 = tv_ms(300);
+    int p[2];
+    long c0;
+    memset(&c, 0, sizeof c);
+    memset(&rc, 0, sizeof rc);
+    make_pair(p);
+    REQUIRE(evloop_event_assign(&closed, loop, p[0], EVLOOP_CLOSED | EVLOOP_PERSIST, count_cb,
+                                &c) == 0);
+    REQUIRE(evloop_event_add(&closed, NULL) == 0);
+    CHECK_EQ_INT(evloop_run(loop, EVLOOP_NONBLOCK), 0);
+    REQUIRE(evloop_event_assign(&rd, loop, p[0], EVLOOP_READ | EVLOOP_PERSIST, read_one_cb, &rc) ==
+            0);
+    REQUIRE(evloop_event_add(&rd, NULL) == 0);
+    put(p[1], "abc");
+    REQUIRE(evloop_timer_assign(&t, loop, exit_cb, loop) == 0);
+    REQUIRE(evloop_timer_add(&t, &t200) == 0);
+    CHECK_EQ_INT(evloop_run(loop, 0), 0);
+    CHECK_EQ_INT(rc.n, 3); /* one byte a callback: level-triggered */
+    REQUIRE(evloop_event_del(&rd) == 0);
+    put(p[1], "def"); /* unread from now on */
+    REQUIRE(evloop_timer_add(&t, &t300) == 0);
+    c0 = cpu_ms();
+    CHECK_EQ_INT(evloop_run(loop, 0), 0);
+    CHECK_LT_INT(cpu_ms() - c0, 100);
+    CHECK_EQ_INT(c.n, 0);
+    evloop_free(loop);
+    close_pair(p);
+}
+
+/* The stale registration of delete_then_close_... is shed even when the
+   process is out of descriptors, so no new epoll set can be made beside the
+   old one: the loop must not spin (it replaces the old set in place). */
+TEST(stale_registration_shed_at_the_fd_limit)
+{
+    evloop *loop = new_loop();
+    evloop_event ev, t;
+    counter c;
+    struct timeval t300 = tv_ms(300);
+    struct rlimit rl;
+    int p[2], keep, fd, lim;
+    long c0;
+    memset(&c, 0, sizeof c);
+    make_pair(p);
+    REQUIRE(evloop_event_assign(&ev, loop, p[0], EVLOOP_READ | EVLOOP_PERSIST, count_cb, &c) == 0);
+    REQUIRE(evloop_event_add(&ev, NULL) == 0);
+    CHECK_EQ_INT(evloop_run(loop, EVLOOP_NONBLOCK), 0);
+    keep = dup(p[0]);
+    REQUIRE(keep >= 0);
+    REQUIRE(evloop_event_del(&ev) == 0);
+    close(p[0]);
+    put(p[1], "x");
+    REQUIRE(evloop_timer_assign(&t, loop, exit_cb, loop) == 0);
+    REQUIRE(evloop_timer_add(&t, &t300) == 0);
+    lim = count_open_fds() + 8;
+    rl.rlim_cur = rl.rlim_max = (rlim_t)lim;
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+    while ((fd = open("/dev/null", O_RDONLY)) >= 0) continue; /* every slot taken */
+    c0 = cpu_ms();
+    CHECK_EQ_INT(evloop_run(loop, 0), 0);
+    CHECK_LT_INT(cpu_ms() - c0, 100);
+    CHECK_EQ_INT(c.n, 0);
+    evloop_free(loop);
+}
+
 static const harness_test tests[] = {
     HARNESS_TEST(version_matches_macros),
     HARNESS_TEST(backend_name_matches_build),
@@ -5703,6 +5857,10 @@ static const harness_test tests[] = {
     HARNESS_TEST(exit_null_before_run_ends_first_round),
     HARNESS_TEST(delete_then_close_with_file_open_elsewhere_leaves_no_trace),
     HARNESS_TEST(mixing_edge_and_level_events_on_one_fd_is_refused),
+    HARNESS_TEST(exit_null_from_other_thread_as_run_starts_is_not_lost),
+    HARNESS_TEST(nonblock_runs_ready_events_after_a_cut_round),
+    HARNESS_TEST(closed_only_watcher_and_level_reader_share_an_fd),
+    HARNESS_TEST(stale_registration_shed_at_the_fd_limit),
 };
 
 int main(int argc, char **argv)

@@ -279,7 +279,12 @@ static void test_clear_fallback_and_readd(void)
     CHECK(poll_now(kq, ev, 2) == 1 && poll_now(kq, ev, 2) == 0);
     CHECK(change(kq, sv[0], EVFILT_READ, EV_ADD | EV_CLEAR, NULL) == 0);
     CHECK(poll_now(kq, ev, 2) == 1 && poll_now(kq, ev, 2) == 0);
-    CHECK(change(kq, sv[0], EVFILT_READ, EV_ADD, NULL) == 0); /* back to level-triggered */
+    /* EV_CLEAR is fixed when a knote is made: EV_ADD without it re-arms the
+       edge knote; only a new knote is level-triggered */
+    CHECK(change(kq, sv[0], EVFILT_READ, EV_ADD, NULL) == 0);
+    CHECK(poll_now(kq, ev, 2) == 1 && poll_now(kq, ev, 2) == 0);
+    CHECK(change(kq, sv[0], EVFILT_READ, EV_DELETE, NULL) == 0);
+    CHECK(change(kq, sv[0], EVFILT_READ, EV_ADD, NULL) == 0);
     CHECK(poll_now(kq, ev, 2) == 1 && poll_now(kq, ev, 2) == 1);
     CHECK(change(kq, sv[1], EVFILT_WRITE, EV_ADD, NULL) == 0);
     CHECK(poll_now(kq, ev, 2) == 2 && poll_now(kq, ev, 2) == 2);

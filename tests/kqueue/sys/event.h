@@ -17,7 +17,9 @@
  * other filter, EV_DISPATCH, fflags (always 0 on output), WRITE data (always 1,
  * not the free buffer space), fork, several threads in kevent() on one kqueue
  * at once. A knote whose fd is closed and reopened under the same number
- * before the next kevent() call follows the new file (the kernel drops it).
+ * before the next kevent() call follows the new file (the kernel drops it),
+ * until a change names that fd: then it is dropped, as at close, if the fd
+ * now names another file (told by st_dev and st_ino).
  *
  * How: the kqueue handle is an epoll descriptor (epoll_create1(0): not
  * close-on-exec until the caller says so); state lives in a table indexed by
@@ -110,6 +112,8 @@ struct kqemu_knote {
     int pidx;     /* pollfd index during a scan, -1 if not polled */
     int edge;     /* EV_CLEAR: may be reported when next seen ready */
     uint32_t reg; /* epoll mask registered for this fd (same in all its knotes), 0 if none */
+    dev_t dev;    /* the file the knote was made for */
+    ino_t ino;
 };
 
 struct kqemu_queue {
@@ -242,6 +246,14 @@ static inline int kqemu_apply(struct kqemu_queue *q, int kq, const struct kevent
         if (i < q->nkn) kqemu_drop(q, kq, i); /* the kernel drops knotes on close() */
         return EBADF;
     }
+    if (i < q->nkn) {
+        struct stat st;
+        if (fstat((int)kev->ident, &st) == 0 &&
+            (st.st_dev != q->kn[i].dev || st.st_ino != q->kn[i].ino)) {
+            kqemu_drop(q, kq, i); /* BSD dropped it when the old file's fd closed */
+            i = q->nkn;
+        }
+    }
     if (kev->flags & EV_DELETE) {
         if (i == q->nkn) return ENOENT;
         kqemu_drop(q, kq, i);
@@ -263,12 +275,16 @@ static inline int kqemu_apply(struct kqemu_queue *q, int kq, const struct kevent
         kn->filter = kev->filter;
         kn->disabled = (kev->flags & EV_DISABLE) != 0;
         kn->reg = have;
+        /* Fixed when the knote is made: BSD's EV_ADD on an existing knote
+           changes its udata (and filter data), never EV_CLEAR or EV_ONESHOT. */
+        kn->flags = kev->flags & (EV_CLEAR | EV_ONESHOT);
+        {
+            struct stat st;
+            if (fstat((int)kev->ident, &st) == 0) kn->dev = st.st_dev, kn->ino = st.st_ino;
+        }
     }
     kn = &q->kn[i];
-    if (kev->flags & EV_ADD) {
-        kn->flags = kev->flags & (EV_CLEAR | EV_ONESHOT);
-        kn->udata = kev->udata;
-    }
+    if (kev->flags & EV_ADD) kn->udata = kev->udata;
     if (kev->flags & EV_ENABLE)
         kn->disabled = 0;
     else if (kev->flags & EV_DISABLE)
