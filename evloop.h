@@ -680,7 +680,8 @@ typedef struct evloop__tsc {
 typedef struct evloop__backend {
     int epfd;
     int cap;
-    int stale; /* a report came from a registration nothing here owns */
+    int stale; /* rebuild the set: a report came from a registration nothing
+                  here owns (or the last rebuild failed) */
     struct epoll_event *out;
 } evloop__backend;
 #elif defined(EVLOOP_BACKEND_KQUEUE)
@@ -1401,11 +1402,15 @@ static void evloop__be_free(evloop *loop)
    own) moves the fd to that generation, so a report from an older
    registration, still in the set (see evloop__epoll_rebuild), gives itself
    away. */
+static int evloop__epoll_rebuild(evloop *loop);
+
 EVLOOP__HOT int evloop__be_change(evloop *loop, int fd, unsigned old, unsigned mask)
 {
     struct epoll_event e;
-    unsigned gen = loop->fds[fd].gen;
+    unsigned gen;
     int op;
+    if (loop->be.epfd < 0 && evloop__epoll_rebuild(loop) < 0) return -1; /* no set: see there */
+    gen = loop->fds[fd].gen;
     loop->fds[fd].gen = gen + 1;
     if (!mask) {
         /* The fd may be closed already, which removed it from the set (or
@@ -1441,26 +1446,31 @@ EVLOOP__HOT int evloop__be_change(evloop *loop, int fd, unsigned old, unsigned m
    elsewhere (a dup, a forked child), so the delete had no fd to name it by;
    or the one of the file an fd number named before. Only a new epoll set
    sheds it: one rebuilt from what the fd table says the kernel has. */
-static void evloop__epoll_rebuild(evloop *loop)
+static int evloop__epoll_rebuild(evloop *loop)
 {
     int fd, epfd = epoll_create1(EPOLL_CLOEXEC);
-    loop->be.stale = 0;
-    if (epfd < 0 && errno != EMFILE && errno != ENFILE) return; /* the next report tries again */
+    if (epfd < 0 && errno != EMFILE && errno != ENFILE) return -1; /* the next wait tries again */
     /* Out of descriptors: the old set goes first and the new one takes its
        slot (the old one, kept, would end every wait at once with its stale
-       report). Should another thread take the slot meanwhile, waits fail. */
-    close(loop->be.epfd);
+       report). If even that fails (the slot was above a lowered limit, or
+       another thread took it), there is no set until a later try makes one:
+       waits and changes fail with the error meanwhile. */
+    if (loop->be.epfd >= 0) close(loop->be.epfd);
     loop->be.epfd = epfd >= 0 ? epfd : epoll_create1(EPOLL_CLOEXEC);
-    if (loop->be.epfd < 0) return;
+    if (loop->be.epfd < 0) return -1;
+    loop->be.stale = 0;
     for (fd = 0; fd < loop->nfds; fd++) {
         evloop__fdinfo *fi = &loop->fds[fd];
         if (fi->kmask && evloop__be_change(loop, fd, 0, fi->kmask) < 0) fi->kmask = 0;
     }
+    return 0;
 }
 
 static int evloop__be_wait(evloop *loop, int64_t timeout_ns)
 {
-    int i, n = epoll_wait(loop->be.epfd, loop->be.out, loop->be.cap, evloop__ns_to_ms(timeout_ns));
+    int i, n;
+    if (loop->be.stale && evloop__epoll_rebuild(loop) < 0 && loop->be.epfd < 0) return -1;
+    n = epoll_wait(loop->be.epfd, loop->be.out, loop->be.cap, evloop__ns_to_ms(timeout_ns));
     evloop__update_time(loop);
     if (n < 0) return errno == EINTR ? 0 : -1;
     for (i = 0; i < n; i++) {
@@ -1476,7 +1486,7 @@ static int evloop__be_wait(evloop *loop, int64_t timeout_ns)
         if (e & (EPOLLRDHUP | EPOLLHUP)) bits |= EVLOOP_CLOSED;
         evloop__fd_ready(loop, fd, bits);
     }
-    if (loop->be.stale) evloop__epoll_rebuild(loop);
+    if (loop->be.stale) evloop__epoll_rebuild(loop); /* at once, if it can */
     if (n == loop->be.cap && n < 4096) {
         /* A full batch hints at more ready fds than we can take at once. */
         int cap = loop->be.cap;
@@ -1535,17 +1545,38 @@ static int evloop__kq_clear(int filter, unsigned mask)
            (filter == EVFILT_READ && (mask & (EVLOOP_READ | EVLOOP_CLOSED)) == EVLOOP_CLOSED);
 }
 
-/* One filter: add, re-add with new flags, or delete, as the masks differ. */
+/* Whether the filter's knote stays but changes mode (EV_CLEAR on or off). */
+static int evloop__kq_mode_changes(int filter, unsigned old, unsigned mask, unsigned want_bits)
+{
+    return (old & want_bits) && (mask & want_bits) &&
+           evloop__kq_clear(filter, old) != evloop__kq_clear(filter, mask);
+}
+
+/* EV_ADD keeps an existing knote's EV_CLEAR, so for a change of mode the
+   knote goes first, and with it any change still queued for it. At once,
+   not in the batch: there an error for a knote already gone (its fd was
+   closed) would make that kevent call return nothing else. */
+static void evloop__kq_drop(evloop *loop, int fd, int filter)
+{
+    evloop__backend *be = &loop->be;
+    struct kevent del;
+    int i, kept = 0;
+    for (i = 0; i < be->nchanges; i++)
+        if (be->changes[i].ident != (uintptr_t)fd || be->changes[i].filter != filter)
+            be->changes[kept++] = be->changes[i];
+    be->nchanges = kept;
+    EV_SET(&del, (uintptr_t)fd, filter, EV_DELETE, 0, 0, 0);
+    (void)kevent(be->kq, &del, 1, NULL, 0, NULL);
+}
+
+/* One filter: add, re-add (a new file, or a new mode: see above), or
+   delete, as the masks differ. */
 static int evloop__kq_filter(evloop *loop, int fd, int filter, unsigned old, unsigned mask,
                              unsigned want_bits)
 {
     int had = (old & want_bits) != 0, wants = (mask & want_bits) != 0;
     int clear = evloop__kq_clear(filter, mask), stale = (old & EVLOOP__KMASK_STALE) != 0;
-    int mode_changed = had && clear != evloop__kq_clear(filter, old);
-    /* EV_ADD to a knote that exists keeps its EV_CLEAR: a change of mode
-       deletes it first (an error for a knote already gone is ignored). */
-    if (wants && mode_changed && evloop__kq_push(loop, fd, filter, EV_DELETE) < 0) return -1;
-    if (wants && (!had || mode_changed || stale))
+    if (wants && (!had || stale || evloop__kq_mode_changes(filter, old, mask, want_bits)))
         return evloop__kq_push(loop, fd, filter, EV_ADD | EV_ENABLE | (clear ? EV_CLEAR : 0));
     /* Deleting only what we added: a failed change makes kevent return at
        once with nothing but the error. */
@@ -1555,10 +1586,16 @@ static int evloop__kq_filter(evloop *loop, int fd, int filter, unsigned old, uns
 
 static int evloop__be_change(evloop *loop, int fd, unsigned old, unsigned mask)
 {
-    int saved = loop->be.nchanges;
+    const unsigned rbits = EVLOOP_READ | EVLOOP_CLOSED, wbits = EVLOOP_WRITE;
+    int saved;
     if ((old == 0 || (old & EVLOOP__KMASK_STALE)) && evloop__fd_is_open(fd) < 0) return -1;
-    if (evloop__kq_filter(loop, fd, EVFILT_READ, old, mask, EVLOOP_READ | EVLOOP_CLOSED) < 0 ||
-        evloop__kq_filter(loop, fd, EVFILT_WRITE, old, mask, EVLOOP_WRITE) < 0) {
+    if (evloop__kq_mode_changes(EVFILT_READ, old, mask, rbits))
+        evloop__kq_drop(loop, fd, EVFILT_READ);
+    if (evloop__kq_mode_changes(EVFILT_WRITE, old, mask, wbits))
+        evloop__kq_drop(loop, fd, EVFILT_WRITE);
+    saved = loop->be.nchanges;
+    if (evloop__kq_filter(loop, fd, EVFILT_READ, old, mask, rbits) < 0 ||
+        evloop__kq_filter(loop, fd, EVFILT_WRITE, old, mask, wbits) < 0) {
         loop->be.nchanges = saved;
         return -1;
     }

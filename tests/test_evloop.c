@@ -5690,6 +5690,83 @@ TEST(stale_registration_shed_at_the_fd_limit)
     evloop_free(loop);
 }
 
+/* A rebuild that cannot make a new epoll set even in the old one's slot
+   (that slot is above a lowered descriptor limit) leaves the loop without
+   one for a while: runs fail meanwhile, but once descriptors are there again
+   the next change or wait makes the set, and all works. */
+TEST(rebuild_failing_at_the_fd_limit_recovers)
+{
+    evloop *loop;
+    evloop_event ev, t, ev2;
+    counter c, c2;
+    struct timeval t300 = tv_ms(300);
+    struct rlimit rl, low;
+    int p[2], q[2], i, keep;
+    memset(&c, 0, sizeof c);
+    memset(&c2, 0, sizeof c2);
+    for (i = 0; i < 20; i++) REQUIRE(open("/dev/null", O_RDONLY) >= 0); /* the loop's fds go high */
+    loop = new_loop();
+    make_pair(p);
+    make_pair(q);
+    REQUIRE(evloop_event_assign(&ev, loop, p[0], EVLOOP_READ | EVLOOP_PERSIST, count_cb, &c) == 0);
+    REQUIRE(evloop_event_add(&ev, NULL) == 0);
+    CHECK_EQ_INT(evloop_run(loop, EVLOOP_NONBLOCK), 0);
+    keep = dup(p[0]);
+    REQUIRE(keep >= 0);
+    REQUIRE(evloop_event_del(&ev) == 0);
+    close(p[0]);
+    put(p[1], "x"); /* a stale registration reports, on epoll */
+    REQUIRE(evloop_timer_assign(&t, loop, exit_cb, loop) == 0);
+    REQUIRE(evloop_timer_add(&t, &t300) == 0);
+    REQUIRE(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+    low = rl;
+    low.rlim_cur = 8;
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
+    (void)evloop_run(loop, 0); /* may fail with EMFILE: fair at the limit */
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+    REQUIRE(evloop_event_assign(&ev2, loop, q[0], EVLOOP_READ, count_cb, &c2) == 0);
+    CHECK_EQ_INT(evloop_event_add(&ev2, NULL), 0);
+    put(q[1], "y");
+    CHECK_EQ_INT(evloop_run(loop, EVLOOP_NONBLOCK), 0);
+    CHECK_EQ_INT(c2.n, 1);
+    CHECK_EQ_INT(c.n, 0);
+    evloop_free(loop);
+}
+
+/* A new file under a reused fd number, watched level-triggered where an
+   edge-triggered event watched the old one: the first non-blocking run
+   reports its ready data (kqueue: the old knote's removal must not fail the
+   batch that also collects the events). */
+TEST(mode_change_on_reused_fd_number_reports_ready_data_at_once)
+{
+    evloop *loop = new_loop();
+    evloop_event et, lt;
+    counter c;
+    int p[2], q[2], fd;
+    memset(&c, 0, sizeof c);
+    make_pair(p);
+    fd = p[0];
+    REQUIRE(evloop_event_assign(&et, loop, fd, EVLOOP_READ | EVLOOP_ET | EVLOOP_PERSIST, count_cb,
+                                &c) == 0);
+    REQUIRE(evloop_event_add(&et, NULL) == 0);
+    CHECK_EQ_INT(evloop_run(loop, EVLOOP_NONBLOCK), 0);
+    REQUIRE(evloop_event_del(&et) == 0);
+    close_pair(p);
+    make_pair(q);
+    if (q[0] != fd) {
+        REQUIRE(dup2(q[0], fd) == fd);
+        close(q[0]);
+        q[0] = fd;
+    }
+    put(q[1], "x");
+    REQUIRE(evloop_event_assign(&lt, loop, fd, EVLOOP_READ | EVLOOP_PERSIST, count_cb, &c) == 0);
+    REQUIRE(evloop_event_add(&lt, NULL) == 0);
+    CHECK_EQ_INT(evloop_run(loop, EVLOOP_NONBLOCK), 0);
+    CHECK_EQ_INT(c.n, 1);
+    evloop_free(loop);
+    close_pair(q);
+}
+
 static const harness_test tests[] = {
     HARNESS_TEST(version_matches_macros),
     HARNESS_TEST(backend_name_matches_build),
@@ -5861,6 +5938,8 @@ static const harness_test tests[] = {
     HARNESS_TEST(nonblock_runs_ready_events_after_a_cut_round),
     HARNESS_TEST(closed_only_watcher_and_level_reader_share_an_fd),
     HARNESS_TEST(stale_registration_shed_at_the_fd_limit),
+    HARNESS_TEST(rebuild_failing_at_the_fd_limit_recovers),
+    HARNESS_TEST(mode_change_on_reused_fd_number_reports_ready_data_at_once),
 };
 
 int main(int argc, char **argv)
