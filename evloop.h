@@ -732,10 +732,12 @@ struct evloop {
     evloop_event *running;
     evloop__once *onces;
     unsigned char in_run, wall_ok, time_stale;
+#ifndef EVLOOP_NO_THREADS
     /* An exit asked while no run was in progress, or from another thread:
-       monotonic ns, -1 if none. The loop's thread takes it (under lock, with
-       threads) when its run starts, or from a post; see evloop_exit. */
+       monotonic ns, -1 if none. The loop's thread takes it (under lock) when
+       its run starts, or from a post; see evloop_exit. */
     int64_t exit_at;
+#endif
     unsigned got_exit, got_break; /* written from other threads: atomics */
     int wake_rd, wake_wr;         /* wakeup descriptor(s); equal for an eventfd */
     evloop_event wake_ev, exit_ev;
@@ -2534,6 +2536,7 @@ static int evloop__schedule_exit(evloop *loop, int64_t at)
     return 0;
 }
 
+#ifndef EVLOOP_NO_THREADS
 /* On the loop's thread: schedule the exit left in exit_at. Without room for
    its timer the run ends now rather than never. */
 static void evloop__take_exit(evloop *loop)
@@ -2546,7 +2549,6 @@ static void evloop__take_exit(evloop *loop)
     if (at >= 0 && evloop__schedule_exit(loop, at) < 0) evloop__store(&loop->got_exit, 1);
 }
 
-#ifndef EVLOOP_NO_THREADS
 static void evloop__exit_posted(void *arg)
 {
     evloop__take_exit((evloop *)arg);
@@ -2662,7 +2664,9 @@ EVLOOP__API evloop *evloop_new(void)
     memset(loop, 0, sizeof *loop);
     loop->wake_rd = loop->wake_wr = -1;
     loop->npri = 1;
+#ifndef EVLOOP_NO_THREADS
     loop->exit_at = -1;
+#endif
     evloop__init_internal(loop, &loop->exit_ev, evloop__exit_cb, loop);
     evloop__update_time(loop);
     loop->time_stale = 1; /* timers added before the first run read the clock again */
@@ -2780,7 +2784,9 @@ EVLOOP__API int evloop_run(evloop *loop, int flags)
     if (loop->in_run) return evloop__fail(EBUSY);
     evloop__set_running(loop, 1);
     loop->time_stale = 1;
+#ifndef EVLOOP_NO_THREADS
     evloop__take_exit(loop);
+#endif
     for (;;) {
         int ran, cut;
         if (evloop__load(&loop->got_exit) || evloop__load(&loop->got_break)) {
@@ -2822,29 +2828,35 @@ EVLOOP__API int evloop_dispatch(evloop *loop)
 
 EVLOOP__API int evloop_exit(evloop *loop, const struct timeval *delay)
 {
-    int64_t ns;
+    int64_t at;
     int state;
     if (!loop || (delay && !evloop__tv_valid(delay))) return evloop__fail(EINVAL);
-    ns = delay ? evloop__tv_to_ns(delay) : 0;
+    /* With no run in progress NULL is a zero delay: the next run ends after
+       its first round (libevent's loopexit is a zero-timeout event too). */
+    at = delay ? evloop__clock(CLOCK_MONOTONIC) + evloop__tv_to_ns(delay) : 0;
     evloop__lock(loop);
     state = evloop__run_state(loop);
     if (!delay && state) {
         evloop__store(&loop->got_exit, 1); /* the run ends after this round */
+#ifndef EVLOOP_NO_THREADS
     } else if (state != 1) {
         /* The timer heap belongs to the thread that runs the loop: it takes
-           this when its run starts, or from the post below. With no run in
-           progress NULL is a zero delay: the next run ends after its first
-           round (libevent's loopexit is a zero-timeout event too). */
-        int64_t at = delay ? evloop__clock(CLOCK_MONOTONIC) + ns : 0;
+           this when its run starts, or from the post below. */
         if (loop->exit_at < 0 || at < loop->exit_at) loop->exit_at = at;
+#endif
     }
     evloop__unlock(loop);
-    if (state == 1) return delay ? evloop__schedule_exit(loop, evloop__now(loop) + ns) : 0;
+    if (!delay && state) {
 #ifndef EVLOOP_NO_THREADS
-    if (state == 2 && delay) return evloop_post(loop, evloop__exit_posted, loop);
-    if (state == 2) evloop__wake(loop);
+        if (state == 2) evloop__wake(loop);
 #endif
-    return 0;
+        return 0;
+    }
+#ifndef EVLOOP_NO_THREADS
+    if (state == 2) return evloop_post(loop, evloop__exit_posted, loop);
+    if (state == 0) return 0;
+#endif
+    return evloop__schedule_exit(loop, at);
 }
 
 EVLOOP__API int evloop_break(evloop *loop)
