@@ -2470,13 +2470,19 @@ static void evloop__unlock(evloop *loop)
 #endif
 }
 
-/* A run starts afresh: exit and break asked before it are spent (an exit
-   asked with no run in progress waits in exit_at instead). */
-static void evloop__set_running(evloop *loop, int on)
+/* A run starts afresh: exit and break asked before it are spent, and an
+   exit asked with no run in progress (exit_at) is taken, in the same locked
+   step; returned, -1 if none. */
+static int64_t evloop__set_running(evloop *loop, int on)
 {
+    int64_t exit_at = -1;
     evloop__lock(loop);
 #ifndef EVLOOP_NO_THREADS
     loop->owner = pthread_self();
+    if (on) {
+        exit_at = loop->exit_at;
+        loop->exit_at = -1;
+    }
 #endif
     loop->in_run = (unsigned char)on;
     if (on) {
@@ -2484,6 +2490,7 @@ static void evloop__set_running(evloop *loop, int on)
         evloop__store(&loop->got_break, 0);
     }
     evloop__unlock(loop);
+    return exit_at;
 }
 
 /* 0: no run in progress; 1: a run in this thread; 2: in another thread.
@@ -2539,21 +2546,22 @@ static int evloop__schedule_exit(evloop *loop, int64_t at)
 }
 
 #ifndef EVLOOP_NO_THREADS
-/* On the loop's thread: schedule the exit left in exit_at. Without room for
-   its timer the run ends now rather than never. */
-static void evloop__take_exit(evloop *loop)
+/* On the loop's thread: schedule an exit taken from exit_at (at >= 0).
+   Without room for its timer the run ends now rather than never. */
+static void evloop__exit_taken(evloop *loop, int64_t at)
 {
-    int64_t at;
-    evloop__lock(loop);
-    at = loop->exit_at;
-    loop->exit_at = -1; /* taken: a second look finds nothing */
-    evloop__unlock(loop);
     if (at >= 0 && evloop__schedule_exit(loop, at) < 0) evloop__store(&loop->got_exit, 1);
 }
 
 static void evloop__exit_posted(void *arg)
 {
-    evloop__take_exit((evloop *)arg);
+    evloop *loop = (evloop *)arg;
+    int64_t at;
+    evloop__lock(loop);
+    at = loop->exit_at;
+    loop->exit_at = -1; /* taken: a second post finds nothing */
+    evloop__unlock(loop);
+    evloop__exit_taken(loop, at);
 }
 #endif
 
@@ -2784,11 +2792,12 @@ EVLOOP__API int evloop_run(evloop *loop, int flags)
     if (!loop || (flags & ~(EVLOOP_ONCE | EVLOOP_NONBLOCK | EVLOOP_NO_EXIT_ON_EMPTY)))
         return evloop__fail(EINVAL);
     if (loop->in_run) return evloop__fail(EBUSY);
-    evloop__set_running(loop, 1);
-    loop->time_stale = 1;
 #ifndef EVLOOP_NO_THREADS
-    evloop__take_exit(loop);
+    evloop__exit_taken(loop, evloop__set_running(loop, 1));
+#else
+    (void)evloop__set_running(loop, 1);
 #endif
+    loop->time_stale = 1;
     for (;;) {
         int ran, cut;
         if (evloop__load(&loop->got_exit) || evloop__load(&loop->got_break)) {
