@@ -1576,11 +1576,11 @@ static void evloop__kq_drop(evloop *loop, int fd, int filter)
 /* One filter: add, re-add (a new file, or a new mode: see above), or
    delete, as the masks differ. */
 static int evloop__kq_filter(evloop *loop, int fd, int filter, unsigned old, unsigned mask,
-                             unsigned want_bits)
+                             unsigned want_bits, int new_mode)
 {
     int had = (old & want_bits) != 0, wants = (mask & want_bits) != 0;
     int clear = evloop__kq_clear(filter, mask), stale = (old & EVLOOP__KMASK_STALE) != 0;
-    if (wants && (!had || stale || evloop__kq_mode_changes(filter, old, mask, want_bits)))
+    if (wants && (!had || stale || new_mode))
         return evloop__kq_push(loop, fd, filter, EV_ADD | EV_ENABLE | (clear ? EV_CLEAR : 0));
     /* Deleting only what we added: a failed change makes kevent return at
        once with nothing but the error. */
@@ -1591,15 +1591,15 @@ static int evloop__kq_filter(evloop *loop, int fd, int filter, unsigned old, uns
 static int evloop__be_change(evloop *loop, int fd, unsigned old, unsigned mask)
 {
     const unsigned rbits = EVLOOP_READ | EVLOOP_CLOSED, wbits = EVLOOP_WRITE;
+    int rmode = evloop__kq_mode_changes(EVFILT_READ, old, mask, rbits);
+    int wmode = evloop__kq_mode_changes(EVFILT_WRITE, old, mask, wbits);
     int saved;
     if ((old == 0 || (old & EVLOOP__KMASK_STALE)) && evloop__fd_is_open(fd) < 0) return -1;
-    if (evloop__kq_mode_changes(EVFILT_READ, old, mask, rbits))
-        evloop__kq_drop(loop, fd, EVFILT_READ);
-    if (evloop__kq_mode_changes(EVFILT_WRITE, old, mask, wbits))
-        evloop__kq_drop(loop, fd, EVFILT_WRITE);
+    if (rmode) evloop__kq_drop(loop, fd, EVFILT_READ);
+    if (wmode) evloop__kq_drop(loop, fd, EVFILT_WRITE);
     saved = loop->be.nchanges;
-    if (evloop__kq_filter(loop, fd, EVFILT_READ, old, mask, rbits) < 0 ||
-        evloop__kq_filter(loop, fd, EVFILT_WRITE, old, mask, wbits) < 0) {
+    if (evloop__kq_filter(loop, fd, EVFILT_READ, old, mask, rbits, rmode) < 0 ||
+        evloop__kq_filter(loop, fd, EVFILT_WRITE, old, mask, wbits, wmode) < 0) {
         loop->be.nchanges = saved;
         return -1;
     }
@@ -1692,20 +1692,18 @@ static int evloop__be_change(evloop *loop, int fd, unsigned old, unsigned mask)
 {
     evloop__backend *be = &loop->be;
     int i = fd < be->slot_cap ? be->slot[fd] : -1;
+    /* A slot may be left from before the fd was closed: check it anyway. */
+    if (mask && (old == 0 || (old & EVLOOP__KMASK_STALE)) && evloop__fd_is_open(fd) < 0) return -1;
     /* poll cannot tell a hang-up alone (EVLOOP_CLOSED): an fd that wants
        nothing else stays out of the set, where POLLHUP, always reported,
        would end every wait for an event that does not want it. */
     if (!(mask & (EVLOOP_READ | EVLOOP_WRITE))) {
-        if (mask && (old == 0 || (old & EVLOOP__KMASK_STALE)) && evloop__fd_is_open(fd) < 0)
-            return -1;
         if (i < 0) return 0;
         be->pfds[i] = be->pfds[--be->n];
         be->slot[be->pfds[i].fd] = i;
         be->slot[fd] = -1;
         return 0;
     }
-    /* A slot may be left from before the fd was closed: check it anyway. */
-    if ((old == 0 || (old & EVLOOP__KMASK_STALE)) && evloop__fd_is_open(fd) < 0) return -1;
     if (i < 0 && (i = evloop__poll_add(loop, fd)) < 0) return -1;
     be->pfds[i].events =
         (short)(((mask & EVLOOP_READ) ? POLLIN : 0) | ((mask & EVLOOP_WRITE) ? POLLOUT : 0));

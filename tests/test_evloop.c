@@ -5186,102 +5186,70 @@ TEST(nonpersist_readd_of_queued_event_not_pending_after_its_callback)
 
 /* EVLOOP_NONBLOCK returns even when callbacks keep events active: an
    always-writable high-priority event, and a callback re-activating
-   itself. The breaks at 1000 calls only end a run that would not return. */
+   itself. The break at 1000 calls only ends a run that would not return. */
 typedef struct busy {
-    evloop *loop;
-    int nhi, nlo;
+    evloop_event ev;
+    int n;
+    int reactivate; /* the callback activates ev again */
 } busy;
 
-static void busy_hi_cb(evloop_socket_t fd, short what, void *arg)
+static void busy_cb(evloop_socket_t fd, short what, void *arg)
 {
     busy *b = (busy *)arg;
     (void)fd;
     (void)what;
-    if (++b->nhi == 1000) evloop_break(b->loop);
-}
-
-static void busy_lo_cb(evloop_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    ((busy *)arg)->nlo++;
+    if (++b->n == 1000)
+        evloop_break(evloop_event_get_loop(&b->ev));
+    else if (b->reactivate)
+        evloop_event_active(&b->ev, EVLOOP_READ, 1);
 }
 
 TEST(nonblock_returns_while_high_priority_keeps_firing)
 {
     evloop *loop = new_loop();
-    evloop_event hi, lo;
-    busy b;
-    int a[2], c[2];
-    memset(&b, 0, sizeof b);
-    b.loop = loop;
+    evloop_event lo;
+    busy hi;
+    counter c;
+    int a[2], b[2];
+    memset(&hi, 0, sizeof hi);
+    memset(&c, 0, sizeof c);
     make_pair(a);
-    make_pair(c);
+    make_pair(b);
     REQUIRE(evloop_priority_init(loop, 2) == 0);
-    REQUIRE(evloop_event_assign(&hi, loop, a[0], EVLOOP_WRITE | EVLOOP_PERSIST, busy_hi_cb, &b) ==
+    REQUIRE(evloop_event_assign(&hi.ev, loop, a[0], EVLOOP_WRITE | EVLOOP_PERSIST, busy_cb, &hi) ==
             0);
-    REQUIRE(evloop_event_assign(&lo, loop, c[0], EVLOOP_WRITE | EVLOOP_PERSIST, busy_lo_cb, &b) ==
-            0);
-    REQUIRE(evloop_event_priority_set(&hi, 0) == 0);
+    REQUIRE(evloop_event_assign(&lo, loop, b[0], EVLOOP_WRITE | EVLOOP_PERSIST, count_cb, &c) == 0);
+    REQUIRE(evloop_event_priority_set(&hi.ev, 0) == 0);
     REQUIRE(evloop_event_priority_set(&lo, 1) == 0);
-    REQUIRE(evloop_event_add(&hi, NULL) == 0);
+    REQUIRE(evloop_event_add(&hi.ev, NULL) == 0);
     REQUIRE(evloop_event_add(&lo, NULL) == 0);
     CHECK_EQ_INT(evloop_run(loop, EVLOOP_NONBLOCK), 0);
     CHECK_EQ_INT(evloop_got_break(loop), 0);
-    CHECK_LE_INT(b.nhi, 2);
+    CHECK_LE_INT(hi.n, 2);
     evloop_free(loop);
     close_pair(a);
-    close_pair(c);
-}
-
-static void reactivate_self_cb(evloop_socket_t fd, short what, void *arg)
-{
-    evloop_event *ev = (evloop_event *)arg;
-    counter *c = (counter *)evloop_event_get_callback_arg(ev + 1);
-    (void)fd;
-    (void)what;
-    if (++c->n == 1000)
-        evloop_break(evloop_event_get_loop(ev));
-    else
-        evloop_event_active(ev, EVLOOP_READ, 1);
+    close_pair(b);
 }
 
 TEST(nonblock_returns_when_callback_reactivates_itself)
 {
     evloop *loop = new_loop();
-    evloop_event ev[2]; /* ev[1] only carries the counter */
-    counter c;
-    memset(&c, 0, sizeof c);
-    REQUIRE(evloop_timer_assign(&ev[0], loop, reactivate_self_cb, &ev[0]) == 0);
-    REQUIRE(evloop_timer_assign(&ev[1], loop, count_cb, &c) == 0);
-    evloop_event_active(&ev[0], EVLOOP_TIMEOUT, 1);
+    busy self;
+    memset(&self, 0, sizeof self);
+    self.reactivate = 1;
+    REQUIRE(evloop_timer_assign(&self.ev, loop, busy_cb, &self) == 0);
+    evloop_event_active(&self.ev, EVLOOP_TIMEOUT, 1);
     CHECK_EQ_INT(evloop_run(loop, EVLOOP_NONBLOCK), 0);
     CHECK_EQ_INT(evloop_got_break(loop), 0);
-    CHECK_EQ_INT(c.n, 1);
+    CHECK_EQ_INT(self.n, 1);
     CHECK_EQ_INT(evloop_run(loop, EVLOOP_NONBLOCK), 0); /* the re-activation runs next time */
-    CHECK_EQ_INT(c.n, 2);
+    CHECK_EQ_INT(self.n, 2);
     evloop_free(loop);
 }
 
 /* A signal the parent caught, but had not reported, before fork() is the
    parent's: the child does not report it too. */
-static int sig_usr1_n, sig_usr2_n;
-
-static void usr1_cb(evloop_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-    sig_usr1_n++;
-}
-
-static void usr2_cb(evloop_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-    sig_usr2_n++;
-}
+static counter sig_usr1, sig_usr2;
 
 TEST(signal_caught_before_fork_not_reported_in_child)
 {
@@ -5289,25 +5257,25 @@ TEST(signal_caught_before_fork_not_reported_in_child)
     evloop_event s1, s2;
     pid_t pid;
     int st, i;
-    REQUIRE(evloop_signal_assign(&s1, loop, SIGUSR1, usr1_cb, NULL) == 0);
+    REQUIRE(evloop_signal_assign(&s1, loop, SIGUSR1, count_cb, &sig_usr1) == 0);
     REQUIRE(evloop_signal_add(&s1, NULL) == 0);
     raise(SIGUSR1); /* caught, not reported yet */
     pid = fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {
         if (evloop_reinit(loop) != 0) _exit(100);
-        if (evloop_signal_assign(&s2, loop, SIGUSR2, usr2_cb, NULL) != 0 ||
+        if (evloop_signal_assign(&s2, loop, SIGUSR2, count_cb, &sig_usr2) != 0 ||
             evloop_signal_add(&s2, NULL) != 0)
             _exit(101);
         raise(SIGUSR2); /* wakes the child's loop */
         for (i = 0; i < 3; i++) evloop_run(loop, EVLOOP_NONBLOCK);
-        _exit(sig_usr1_n * 10 + sig_usr2_n);
+        _exit(sig_usr1.n * 10 + sig_usr2.n);
     }
     REQUIRE(waitpid(pid, &st, 0) == pid);
     REQUIRE(WIFEXITED(st));
     CHECK_EQ_INT(WEXITSTATUS(st), 1); /* SIGUSR2 only */
     CHECK_EQ_INT(evloop_run(loop, EVLOOP_NONBLOCK), 0);
-    CHECK_EQ_INT(sig_usr1_n, 1); /* the parent reports its own */
+    CHECK_EQ_INT(sig_usr1.n, 1); /* the parent reports its own */
     evloop_free(loop);
 }
 
@@ -5319,7 +5287,7 @@ TEST(signal_in_child_before_reinit_is_reported)
     evloop_event s1, guard;
     pid_t pid;
     int st;
-    REQUIRE(evloop_signal_assign(&s1, loop, SIGUSR1, usr1_cb, NULL) == 0);
+    REQUIRE(evloop_signal_assign(&s1, loop, SIGUSR1, count_cb, &sig_usr1) == 0);
     REQUIRE(evloop_signal_add(&s1, NULL) == 0);
     pid = fork();
     REQUIRE(pid >= 0);
@@ -5331,12 +5299,12 @@ TEST(signal_in_child_before_reinit_is_reported)
             evloop_timer_add(&guard, &tv) != 0)
             _exit(101);
         evloop_run(loop, EVLOOP_ONCE);
-        _exit(sig_usr1_n == 1 && !evloop_got_exit(loop) ? 0 : 1);
+        _exit(sig_usr1.n == 1 && !evloop_got_exit(loop) ? 0 : 1);
     }
     REQUIRE(waitpid(pid, &st, 0) == pid);
     REQUIRE(WIFEXITED(st));
     CHECK_EQ_INT(WEXITSTATUS(st), 0);
-    CHECK_EQ_INT(sig_usr1_n, 0); /* not the parent's */
+    CHECK_EQ_INT(sig_usr1.n, 0); /* not the parent's */
     evloop_free(loop);
 }
 

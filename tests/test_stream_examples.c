@@ -794,19 +794,29 @@ static int check_http_status(int port, const char *req, size_t len, int want)
     return rc;
 }
 
+/* One request a case, each on a new connection: its answer's status. */
+struct status_case {
+    const char *req, *what;
+    int status;
+};
+
+static int check_http_statuses(int port, const struct status_case *c, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (check_http_status(port, c[i].req, strlen(c[i].req), c[i].status) < 0)
+            return why("%s: %s", c[i].what, reason);
+    return 0;
+}
+
 static int check_http_400(int port)
 {
-    static const char bad_line[] = "GARBAGE\r\n\r\n";
-    static const char bad_header[] = "GET / HTTP/1.1\r\nno colon here\r\n\r\n";
-    static const char bad_version[] = "GET / HTTP/9.9\r\n\r\n";
-
-    if (check_http_status(port, bad_line, sizeof bad_line - 1, 400) < 0)
-        return why("\"GARBAGE\": %s", reason);
-    if (check_http_status(port, bad_header, sizeof bad_header - 1, 400) < 0)
-        return why("header without a colon: %s", reason);
-    if (check_http_status(port, bad_version, sizeof bad_version - 1, 400) < 0)
-        return why("HTTP/9.9: %s", reason);
-    return 0;
+    static const struct status_case cases[] = {
+        {"GARBAGE\r\n\r\n", "\"GARBAGE\"", 400},
+        {"GET / HTTP/1.1\r\nno colon here\r\n\r\n", "header without a colon", 400},
+        {"GET / HTTP/9.9\r\n\r\n", "HTTP/9.9", 400},
+    };
+    return check_http_statuses(port, cases, sizeof cases / sizeof cases[0]);
 }
 
 static int check_http_431(int port)
@@ -853,27 +863,20 @@ static int check_http10(int port)
 }
 
 /* RFC 9112, 3.2: an HTTP/1.1 request needs exactly one Host header, and no
-   request may have two (400, then close); HTTP/1.0 may go without. */
+   request may have two (400, then close); HTTP/1.0 may go without. The 200s
+   close too: HTTP/1.0 by default, the other with Connection: close. */
 static int check_http_host(int port)
 {
-    static const char none[] = "GET / HTTP/1.1\r\nAccept: */*\r\n\r\n";
-    static const char two[] = "GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nhost: b\r\n\r\n";
-    static const char two_10[] = "GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n";
-    static const char none_10[] = "GET / HTTP/1.0\r\nAccept: */*\r\n\r\n";
-    static const char upper[] = "GET / HTTP/1.1\r\nHOST: x\r\nConnection: close\r\n\r\n";
-
-    if (check_http_status(port, none, sizeof none - 1, 400) < 0)
-        return why("HTTP/1.1 without Host: %s", reason);
-    if (check_http_status(port, two, sizeof two - 1, 400) < 0)
-        return why("HTTP/1.1 with two Host headers: %s", reason);
-    if (check_http_status(port, two_10, sizeof two_10 - 1, 400) < 0)
-        return why("HTTP/1.0 with two Host headers: %s", reason);
-    /* 200s that close: HTTP/1.0 by default, the other with Connection: close. */
-    if (check_http_status(port, none_10, sizeof none_10 - 1, 200) < 0)
-        return why("HTTP/1.0 without Host: %s", reason);
-    if (check_http_status(port, upper, sizeof upper - 1, 200) < 0)
-        return why("\"HOST: x\" (names are case-insensitive): %s", reason);
-    return 0;
+    static const struct status_case cases[] = {
+        {"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n", "HTTP/1.1 without Host", 400},
+        {"GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nhost: b\r\n\r\n",
+         "HTTP/1.1 with two Host headers", 400},
+        {"GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n", "HTTP/1.0 with two Host headers", 400},
+        {"GET / HTTP/1.0\r\nAccept: */*\r\n\r\n", "HTTP/1.0 without Host", 200},
+        {"GET / HTTP/1.1\r\nHOST: x\r\nConnection: close\r\n\r\n",
+         "\"HOST: x\" (names are case-insensitive)", 200},
+    };
+    return check_http_statuses(port, cases, sizeof cases / sizeof cases[0]);
 }
 
 /* Sends a byte every 200 ms until a send fails because the server closed
